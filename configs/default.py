@@ -1,0 +1,78 @@
+"""Defaults shared by every config; variants import `get_config` and patch it.
+
+Every key a method or the trainer reads is declared here, so that a mistyped
+`--config.<key>=...` override fails with the list of valid keys.
+"""
+import ml_collections
+
+
+def get_config():
+  """Returns the base config (divergence triangle on CIFAR-10 via tfds)."""
+  config = ml_collections.ConfigDict()
+  config.method = 'triangle'
+  config.seed = 0
+
+  config.data = ml_collections.ConfigDict()
+  config.data.source = 'tfds:cifar10'  # see egm/data/sources.py for all forms
+  config.data.data_dir = ''  # tfds data dir; '' means $TFDS_DATA_DIR or ~/tensorflow_datasets
+  config.data.image_size = 32  # images are resized to image_size x image_size
+  config.data.channels = 3  # 1 (grey) or 3 (RGB); sources are converted to this
+  config.data.train_split = 'train'
+  config.data.test_split = 'test'
+  config.data.mask = 'none'  # 'none' | 'pixels:<fraction>' | 'block:<side>' (incomplete data)
+  config.data.dequantize = 0.0  # std of Gaussian noise added to training data in [-1, 1] units
+  config.data.prefetch = 2  # batches prepared ahead on a background thread
+  config.data.max_examples = 0  # >0 keeps only the first N training examples
+
+  config.model = ml_collections.ConfigDict()
+  config.model.z_dim = 100
+  config.model.width = 64  # base channel count of the conv nets / hidden units of the MLPs
+  config.model.mlp_depth = 3  # hidden layers of the 2-D MLP nets
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.lr_energy = 1e-4
+  config.optim.lr_generator = 3e-4
+  config.optim.lr_encoder = 3e-4
+  config.optim.b1 = 0.5
+  config.optim.b2 = 0.999
+  config.optim.decay_per_epoch = 0.998  # multiplicative lr decay per epoch
+  config.optim.grad_clip = 100.0  # global-norm clip per network; 0 disables
+
+  config.triangle = ml_collections.ConfigDict()
+  config.triangle.sigma = 0.3  # Gaussian observation noise of G, in [-1, 1] units
+  config.triangle.entropy_weight = 0.1  # weight of -log q(z|G(z)) in the I and G losses
+  config.triangle.energy_weight = 1.0  # weight of E(G(z)) in the G loss
+  config.triangle.energy_l2 = 0.0  # weight of mean E^2 regulariser on the EBM
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 100  # global batch, split over all devices of all processes
+  config.train.num_steps = 100_000
+  config.train.log_every = 100
+  config.train.checkpoint_every = 2_000
+  config.train.sample_every = 2_000
+  config.train.keep_checkpoints = 3
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.batch_size = 500
+  config.eval.num_samples = 100  # images in the sample grid
+  config.eval.max_test_examples = 10_000
+  config.eval.grid_size = 200  # cells per side of the 2-D density grid
+  config.eval.grid_extent = 4.5  # the 2-D grid spans [-extent, extent]^2
+  return config
+
+
+def smoke(config):
+  """Shrinks `config` in place to a seconds-long run (the `:smoke` argument)."""
+  config.model.z_dim = min(config.model.z_dim, 8)
+  config.model.width = min(config.model.width, 8)
+  config.train.batch_size = 16
+  config.train.num_steps = 6
+  config.train.log_every = 2
+  config.train.checkpoint_every = 3
+  config.train.sample_every = 3
+  config.eval.batch_size = 32
+  config.eval.num_samples = 16
+  config.eval.max_test_examples = 64
+  config.eval.grid_size = 40
+  config.data.max_examples = 256
+  return config

@@ -1,0 +1,1 @@
+"""egm: energy-based and latent-variable generative models in JAX/Flax."""

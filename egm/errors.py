@@ -1,0 +1,9 @@
+"""User-facing errors: one paragraph that names the problem and the fix."""
+
+
+class EgmError(Exception):
+  """A problem with the user's input (config, data, flags) rather than a bug.
+
+  The entry points print the message alone, without a traceback, and exit
+  with status 2.
+  """
