@@ -6,8 +6,8 @@ Every key a method or the trainer reads is declared here, so that a mistyped
 import ml_collections
 
 
-def get_config():
-  """Returns the base config (divergence triangle on CIFAR-10 via tfds)."""
+def get_config(arg=None):
+  """Returns the base config (divergence triangle on CIFAR-10 via tfds); arg as in `finish`."""
   config = ml_collections.ConfigDict()
   config.method = 'triangle'
   config.seed = 0
@@ -28,6 +28,7 @@ def get_config():
   config.model.z_dim = 100
   config.model.width = 64  # base channel count of the conv nets / hidden units of the MLPs
   config.model.mlp_depth = 3  # hidden layers of the 2-D MLP nets
+  config.model.sigma = 0.3  # Gaussian observation noise of G, in [-1, 1] units
 
   config.optim = ml_collections.ConfigDict()
   config.optim.lr_energy = 1e-4
@@ -39,7 +40,6 @@ def get_config():
   config.optim.grad_clip = 100.0  # global-norm clip per network; 0 disables
 
   config.triangle = ml_collections.ConfigDict()
-  config.triangle.sigma = 0.3  # Gaussian observation noise of G, in [-1, 1] units
   config.triangle.entropy_weight = 0.1  # weight of -log q(z|G(z)) in the I and G losses
   config.triangle.energy_weight = 1.0  # weight of E(G(z)) in the G loss
   config.triangle.energy_l2 = 0.0  # weight of mean E^2 regulariser on the EBM
@@ -58,7 +58,18 @@ def get_config():
   config.eval.max_test_examples = 10_000
   config.eval.grid_size = 200  # cells per side of the 2-D density grid
   config.eval.grid_extent = 4.5  # the 2-D grid spans [-extent, extent]^2
-  return config
+  config.eval.sample_grid_size = 50  # coarser grid for the histogram of generator samples
+  config.eval.num_tv_samples = 100_000  # generator samples behind `sample_tv`
+  return finish(config, arg)
+
+
+def finish(config, arg):
+  """Applies the config argument: None or '' as is, 'smoke' shrinks to a seconds-long run."""
+  if arg in (None, ''):
+    return config
+  if arg == 'smoke':
+    return smoke(config)
+  raise ValueError(f'unknown config argument {arg!r}; the only one is "smoke" (configs/X.py:smoke)')
 
 
 def smoke(config):
@@ -74,5 +85,6 @@ def smoke(config):
   config.eval.num_samples = 16
   config.eval.max_test_examples = 64
   config.eval.grid_size = 40
+  config.eval.num_tv_samples = 4_000
   config.data.max_examples = 256
   return config

@@ -1,0 +1,99 @@
+"""The in-memory dataset every source loads into."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ArraySource:
+  """A random-access split held in memory.
+
+  Attributes:
+    x: uint8 (N, H, W, C) images, or float32 (N, 2) points.
+    label: int32 (N,) class labels, or None.
+  """
+  x: np.ndarray
+  label: np.ndarray | None = None
+
+  def __post_init__(self):
+    if self.label is not None and len(self.label) != len(self.x):
+      raise ValueError(
+          f'{len(self.x)} examples but {len(self.label)} labels.')
+
+  def __len__(self) -> int:
+    return len(self.x)
+
+  @property
+  def is_image(self) -> bool:
+    return self.x.dtype == np.uint8
+
+  def get(self, indices) -> dict[str, np.ndarray]:
+    """Returns {'x': float32, 'label': int32 if present} for `indices`.
+
+    Images are scaled from uint8 to [-1, 1]; points are returned as they are.
+    """
+    x = self.x[indices]
+    if self.is_image:
+      x = x.astype(np.float32) / np.float32(127.5) - np.float32(1)
+    batch = {'x': x.astype(np.float32, copy=False)}
+    if self.label is not None:
+      batch['label'] = self.label[indices]
+    return batch
+
+  def take(self, n: int) -> ArraySource:
+    """Returns the first `n` examples."""
+    label = None if self.label is None else self.label[:n]
+    return ArraySource(self.x[:n], label)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """A loaded data source.
+
+  Attributes:
+    name: e.g. 'cifar10', 'cifar10_jpeg', 'fashion_mnist', 'digits',
+      '8gaussians'.
+    kind: 'image' or 'points'.
+    train: the training split.
+    test: the test split, or None.
+    num_classes: number of classes when labels exist, else None.
+    toy2d: the toy distribution's name when kind == 'points' and the points
+      come from `sample_toy2d` (for true-density evaluation), else None.
+  """
+  name: str
+  kind: str
+  train: ArraySource
+  test: ArraySource | None
+  num_classes: int | None
+  toy2d: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadOptions:
+  """The parts of the data config a source loader reads.
+
+  Attributes:
+    image_size: images come out image_size x image_size (pixels).
+    channels: 1 (grey) or 3 (RGB).
+    train_split: name of the training split.
+    test_split: name of the test split.
+    data_dir: tfds data directory ('' means $TFDS_DATA_DIR or
+      ~/tensorflow_datasets).
+  """
+  image_size: int = 32
+  channels: int = 3
+  train_split: str = 'train'
+  test_split: str = 'test'
+  data_dir: str = ''
+
+
+def image_dataset(name: str, train: ArraySource, test: ArraySource | None,
+                  num_classes: int | None) -> Dataset:
+  """An image Dataset; `num_classes` is dropped when there are no labels."""
+  if train.label is None:
+    num_classes = None
+  return Dataset(name=name, kind='image', train=train, test=test,
+                 num_classes=num_classes)
+

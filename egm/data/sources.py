@@ -1,0 +1,93 @@
+"""Data sources named by a 'prefix:argument' string, and `load_dataset`.
+
+Each loader module registers itself with `@register('prefix')`; a loader
+takes the argument (the text after the first ':') and `LoadOptions` and
+returns a `Dataset`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable
+
+from egm.data.dataset import Dataset, LoadOptions
+from egm.errors import EgmError
+
+Loader = Callable[[str, LoadOptions], Dataset]
+_LOADERS: dict[str, Loader] = {}
+
+
+def register(prefix: str) -> Callable[[Loader], Loader]:
+  """Registers the decorated loader under `prefix`."""
+  def wrap(loader: Loader) -> Loader:
+    _LOADERS[prefix] = loader
+    return loader
+  return wrap
+
+
+def prefixes() -> tuple[str, ...]:
+  """The registered source prefixes, sorted."""
+  return tuple(sorted(_LOADERS))
+
+
+def load_dataset(data_config) -> Dataset:
+  """Loads the data named by `data_config.source` into memory.
+
+  Args:
+    data_config: the `config.data` ConfigDict (see configs/default.py).
+
+  Returns:
+    The Dataset; its train split holds only the first
+    `data_config.max_examples` examples when that is > 0.
+  """
+  source = data_config.source
+  prefix, sep, argument = source.partition(':')
+  if not sep or prefix not in _LOADERS:
+    valid = ', '.join(f'{p}:' for p in prefixes())
+    raise EgmError(
+        f'Unknown data source {source!r}: a source is written PREFIX:ARGUMENT '
+        f'and the prefix must be one of {valid} (for example tfds:cifar10, '
+        'folder:../shared/data/cifar10_jpeg.tar.gz, sklearn:digits or '
+        'toy2d:8gaussians). Fix --config.data.source.')
+  if data_config.channels not in (1, 3):
+    raise EgmError(
+        f'config.data.channels is {data_config.channels}, but images can only '
+        'be converted to 1 (grey) or 3 (RGB) channels. Set '
+        '--config.data.channels=1 or --config.data.channels=3.')
+  if data_config.image_size < 1:
+    raise EgmError(
+        f'config.data.image_size is {data_config.image_size}; it must be a '
+        'positive number of pixels, e.g. --config.data.image_size=32.')
+  options = LoadOptions(
+      image_size=int(data_config.image_size),
+      channels=int(data_config.channels),
+      train_split=data_config.train_split,
+      test_split=data_config.test_split,
+      data_dir=data_config.data_dir)
+  dataset = _LOADERS[prefix](argument, options)
+  if data_config.max_examples > 0:
+    dataset = dataclasses.replace(
+        dataset, train=dataset.train.take(data_config.max_examples))
+  return dataset
+
+
+def require_path(path: str, source: str) -> str:
+  """Returns `path`, '~' expanded; raises EgmError when it does not exist."""
+  expanded = os.path.expanduser(path)
+  if not path or not os.path.exists(expanded):
+    raise EgmError(
+        f'The data source {source!r} names {path!r}, which does not exist '
+        f'(relative paths start from {os.getcwd()}). Fix the path in '
+        '--config.data.source.')
+  return expanded
+
+
+def check_fixed_splits(options: LoadOptions, source: str) -> None:
+  """Raises EgmError unless the splits are the default 'train' and 'test'."""
+  if (options.train_split, options.test_split) != ('train', 'test'):
+    raise EgmError(
+        f'The data source {source!r} has exactly two splits, train and test, '
+        f'but the config asks for train_split={options.train_split!r} and '
+        f'test_split={options.test_split!r}. Set '
+        '--config.data.train_split=train --config.data.test_split=test, or '
+        'use config.data.max_examples to train on fewer examples.')

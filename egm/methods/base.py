@@ -1,0 +1,150 @@
+"""What every method shares: the registry, per-network state, optimisers, losses.
+
+A method is a small object of pure functions (DESIGN.md §3):
+`init(key, example_batch) -> state`, `update(state, batch, key) -> (state, metrics)`,
+`sample(state, key, n) -> x`, and where it applies `reconstruct(state, batch) -> x`
+and `energy(state, x) -> (B,)`. The state is one pytree: per network
+`{'params', 'opt_state', 'batch_stats'?}` plus `'step'`.
+"""
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from egm.errors import EgmError
+
+METHODS: dict[str, Callable[..., Any]] = {}
+
+
+def register(name: str):
+  """Class decorator: makes a method constructible by `config.method = name`."""
+  def add(cls):
+    METHODS[name] = cls
+    return cls
+  return add
+
+
+def make_method(config, x_shape, steps_per_epoch: int):
+  """Builds the method named by `config.method` for data of per-example shape `x_shape`."""
+  import egm.methods  # noqa: F401  (registers the built-in methods)
+  if config.method not in METHODS:
+    raise EgmError(
+        f'Unknown method {config.method!r}. Choose one of {sorted(METHODS)} with '
+        '--config.method=NAME, or register a new one with @egm.methods.base.register(NAME).')
+  return METHODS[config.method](config, tuple(x_shape), steps_per_epoch)
+
+
+def make_optimizer(learning_rate: float, optim_config, steps_per_epoch: int):
+  """Adam(b1, b2) with a per-epoch staircase decay and an optional global-norm clip."""
+  schedule = optax.exponential_decay(
+      learning_rate, transition_steps=max(1, steps_per_epoch),
+      decay_rate=optim_config.decay_per_epoch, staircase=True)
+  adam = optax.adam(schedule, b1=optim_config.b1, b2=optim_config.b2)
+  if optim_config.grad_clip > 0:
+    return optax.chain(optax.clip_by_global_norm(optim_config.grad_clip), adam)
+  return adam
+
+
+def init_network(module, optimizer, key, *inputs, **kwargs) -> dict:
+  """Initialises one network's `{'params', 'opt_state', 'batch_stats'?}`."""
+  variables = module.init(key, *inputs, **kwargs)
+  net = {'params': variables['params'], 'opt_state': optimizer.init(variables['params'])}
+  if 'batch_stats' in variables:
+    net['batch_stats'] = variables['batch_stats']
+  return net
+
+
+def apply_network(module, net: dict, *inputs, train: bool = False, **kwargs):
+  """Applies a network; in training mode also returns its updated batch statistics.
+
+  Returns `out` in eval mode and `(out, new_batch_stats)` in training mode
+  (`new_batch_stats` is None for networks without BatchNorm).
+  """
+  variables = {'params': net['params']}
+  if 'batch_stats' not in net:
+    out = module.apply(variables, *inputs, **kwargs)
+    return (out, None) if train else out
+  variables['batch_stats'] = net['batch_stats']
+  if not train:
+    return module.apply(variables, *inputs, train=False, **kwargs)
+  out, updates = module.apply(variables, *inputs, train=True, mutable=['batch_stats'], **kwargs)
+  return out, updates['batch_stats']
+
+
+def apply_gradients(net: dict, grads, optimizer, batch_stats=None) -> dict:
+  """One optimiser step on a network's state; replaces its batch statistics if given."""
+  updates, opt_state = optimizer.update(grads, net['opt_state'], net['params'])
+  new = dict(net, params=optax.apply_updates(net['params'], updates), opt_state=opt_state)
+  if batch_stats is not None:
+    new['batch_stats'] = batch_stats
+  return new
+
+
+def with_params(net: dict, params) -> dict:
+  """`net` with its parameters replaced (used to differentiate w.r.t. them)."""
+  return dict(net, params=params)
+
+
+def gaussian_reconstruction(x, x_rec, sigma: float, mask=None):
+  """Per-example ‖mask·(x − x_rec)‖²/(2σ²): (B, ...) -> (B,)."""
+  sq = jnp.square(x - x_rec)
+  if mask is not None:
+    sq = sq * mask
+  return jnp.sum(sq.reshape(sq.shape[0], -1), axis=1) / (2.0 * sigma ** 2)
+
+
+def masked_mse(x, x_rec, mask=None):
+  """Mean squared error per observed pixel (scalar), in [-1, 1] units."""
+  sq = jnp.square(x - x_rec)
+  if mask is None:
+    return jnp.mean(sq)
+  mask = jnp.broadcast_to(mask, sq.shape)
+  return jnp.sum(sq * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def gaussian_kl(mu, logvar):
+  """KL(N(mu, exp(logvar)) ‖ N(0, I)) per example: (B, z) -> (B,)."""
+  return 0.5 * jnp.sum(jnp.square(mu) + jnp.exp(logvar) - 1.0 - logvar, axis=-1)
+
+
+def gaussian_neg_log_density(z, mu, logvar):
+  """−log N(z; mu, exp(logvar)) per example: (B, z) -> (B,)."""
+  return 0.5 * jnp.sum(jnp.square(z - mu) * jnp.exp(-logvar) + logvar + math.log(2 * math.pi),
+                       axis=-1)
+
+
+def reparameterize(key, mu, logvar):
+  """z = mu + exp(logvar/2)·ε, ε ~ N(0, I)."""
+  return mu + jnp.exp(0.5 * logvar) * jax.random.normal(key, mu.shape, mu.dtype)
+
+
+class JointLossMethod:
+  """A method whose networks (the keys of `self.opt`) descend one joint scalar.
+
+  Subclasses define `self.opt: dict[name, optax transform]` and
+  `loss(params, state, batch, key) -> (scalar, (metrics, {name: new batch stats}))`,
+  written so that the gradient with respect to each network's parameters is
+  that network's own loss.
+  """
+
+  def update(self, state, batch, key):
+    params = {name: state[name]['params'] for name in self.opt}
+    grads, (metrics, stats) = jax.grad(self.loss, has_aux=True)(params, state, batch, key)
+    new_state = {name: apply_gradients(state[name], grads[name], self.opt[name], stats.get(name))
+                 for name in self.opt}
+    new_state['step'] = state['step'] + 1
+    return new_state, metrics
+
+
+class LatentGenerator:
+  """Sampling and reconstruction for methods with `self.nets.generator` and `self.nets.encoder`."""
+
+  def sample(self, state, key, n):
+    z = jax.random.normal(key, (n, self.z_dim), jnp.float32)
+    return apply_network(self.nets.generator, state['generator'], z)
+
+  def reconstruct(self, state, batch):
+    mu, _ = apply_network(self.nets.encoder, state['encoder'], batch['x'])
+    return apply_network(self.nets.generator, state['generator'], mu)

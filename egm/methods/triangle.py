@@ -1,0 +1,100 @@
+"""The divergence triangle (Han et al. 2019, arXiv 1812.10907): G, E and I learned jointly.
+
+Three joint distributions — data with the encoder q(x)q_I(z|x), the generator
+p(z)p_G(x|z), and the EBM π_E(x) — are pulled together by the objective
+
+  rec(x, G(z_inf)) + KL(q_I(z|x) ‖ p(z))            [data ↔ generator, through I]
+  + λ·(−log q_I(z | G(z)))                           [generator ↔ encoder]
+  + w·E(G(z)) + mean E(x) − mean E(G(z))             [generator ↔ EBM ↔ data]
+
+with z ~ p(z) and z_inf ~ q_I(z|x). Each network descends its own part: E the
+contrastive term, G the reconstruction, w·E(G(z)) and the −log q term, I the
+reconstruction, KL and −log q terms. Written as one scalar whose parameter
+gradients are exactly those parts (E's parameters are held fixed in E(G(z)), G's
+output is held fixed in the contrastive term), so one forward pass serves all.
+
+Incomplete data: with `batch['mask']` (1 = observed) the reconstruction covers
+observed pixels only, and E sees the observed pixels completed by G(z_inf).
+"""
+import jax
+import jax.numpy as jnp
+
+from egm.methods import base
+from egm.nets import make_networks
+
+
+@base.register('triangle')
+class Triangle(base.JointLossMethod, base.LatentGenerator):
+  """Generator + energy + encoder, amortized; no MCMC."""
+
+  def __init__(self, config, x_shape, steps_per_epoch):
+    self.nets = make_networks(config.model, x_shape)
+    self.z_dim = config.model.z_dim
+    self.sigma = config.model.sigma
+    self.hp = config.triangle
+    self.x_shape = x_shape
+    self.opt = {
+        'energy': base.make_optimizer(config.optim.lr_energy, config.optim, steps_per_epoch),
+        'generator': base.make_optimizer(config.optim.lr_generator, config.optim, steps_per_epoch),
+        'encoder': base.make_optimizer(config.optim.lr_encoder, config.optim, steps_per_epoch),
+    }
+
+  def init(self, key, example_batch):
+    x = example_batch['x'][:2]
+    z = jnp.zeros((x.shape[0], self.z_dim), jnp.float32)
+    k_e, k_g, k_i = jax.random.split(key, 3)
+    return {
+        'energy': base.init_network(self.nets.energy, self.opt['energy'], k_e, x),
+        'generator': base.init_network(self.nets.generator, self.opt['generator'], k_g, z),
+        'encoder': base.init_network(self.nets.encoder, self.opt['encoder'], k_i, x),
+        'step': jnp.zeros((), jnp.int32),
+    }
+
+  def loss(self, params, state, batch, key):
+    """The joint objective; returns (scalar, (metrics, new batch stats))."""
+    x, mask = batch['x'], batch.get('mask')
+    b = x.shape[0]
+    energy_net = base.with_params(state['energy'], params['energy'])
+    generator = base.with_params(state['generator'], params['generator'])
+    encoder = base.with_params(state['encoder'], params['encoder'])
+    k_prior, k_post = jax.random.split(key)
+    z_prior = jax.random.normal(k_prior, (b, self.z_dim), jnp.float32)
+
+    (mu, logvar), _ = base.apply_network(self.nets.encoder, encoder, x, train=True)
+    z_inf = base.reparameterize(k_post, mu, logvar)
+    x_both, g_stats = base.apply_network(
+        self.nets.generator, generator, jnp.concatenate([z_inf, z_prior]), train=True)
+    x_rec, x_gen = x_both[:b], x_both[b:]
+    (mu_gen, logvar_gen), i_stats = base.apply_network(
+        self.nets.encoder, encoder, jnp.concatenate([x, x_gen]), train=True)
+    mu_gen, logvar_gen = mu_gen[b:], logvar_gen[b:]
+
+    rec = base.gaussian_reconstruction(x, x_rec, self.sigma, mask)
+    kl = base.gaussian_kl(mu, logvar)
+    neg_log_q = base.gaussian_neg_log_density(z_prior, mu_gen, logvar_gen)
+
+    x_data = x if mask is None else mask * x + (1.0 - mask) * jax.lax.stop_gradient(x_rec)
+    e_both = base.apply_network(self.nets.energy, energy_net,
+                                jnp.concatenate([x_data, jax.lax.stop_gradient(x_gen)]))
+    e_data, e_gen = e_both[:b], e_both[b:]
+    fixed_energy = base.with_params(energy_net, jax.lax.stop_gradient(params['energy']))
+    e_gen_for_g = base.apply_network(self.nets.energy, fixed_energy, x_gen)
+
+    contrastive = jnp.mean(e_data) - jnp.mean(e_gen)
+    total = (jnp.mean(rec) + jnp.mean(kl) + self.hp.entropy_weight * jnp.mean(neg_log_q)
+             + self.hp.energy_weight * jnp.mean(e_gen_for_g) + contrastive
+             + self.hp.energy_l2 * jnp.mean(jnp.square(e_both)))
+    metrics = {
+        'loss': total,
+        'energy_data': jnp.mean(e_data),
+        'energy_gen': jnp.mean(e_gen),
+        'contrastive': contrastive,
+        'rec': jnp.mean(rec),
+        'rec_mse': base.masked_mse(x, x_rec, mask),
+        'kl': jnp.mean(kl),
+        'neg_log_q': jnp.mean(neg_log_q),
+    }
+    return total, (metrics, {'generator': g_stats, 'encoder': i_stats})
+
+  def energy(self, state, x):
+    return base.apply_network(self.nets.energy, state['energy'], x)

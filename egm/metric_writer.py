@@ -1,0 +1,64 @@
+"""Logged scalars go to stdout, `metrics.jsonl` and TensorBoard, after a NaN/Inf guard."""
+import json
+import math
+import os
+import time
+
+import numpy as np
+from tensorboardX import SummaryWriter
+
+from egm.errors import EgmError
+
+
+class NonFiniteLossError(EgmError):
+  """A logged value became NaN or Inf: training stops before writing a bad checkpoint."""
+
+
+class MetricWriter:
+  """Writes one JSON object per logged step and TensorBoard scalars; prints progress and ETA."""
+
+  def __init__(self, workdir: str, total_steps: int, enabled: bool = True):
+    self.total_steps = total_steps
+    self.enabled = enabled
+    self._last = None  # (time, step) of the previous log line
+    if enabled:
+      os.makedirs(workdir, exist_ok=True)
+      self.jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+      self.tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+
+  def write(self, step: int, metrics: dict) -> None:
+    """Logs host scalars for `step`; raises NonFiniteLossError on NaN/Inf."""
+    values = {name: float(np.asarray(v)) for name, v in metrics.items()}
+    bad = sorted(name for name, v in values.items() if not math.isfinite(v))
+    if bad:
+      raise NonFiniteLossError(
+          f'Non-finite value of {", ".join(bad)} at step {step}: training stopped, and the last '
+          'checkpoint (if any) is from before this point. Lower the learning rates '
+          '(--config.optim.lr_*), clip gradients harder (--config.optim.grad_clip), or check the '
+          'data for NaN.')
+    now = time.time()
+    if self._last is not None:
+      t0, s0 = self._last
+      values['steps_per_sec'] = (step - s0) / max(now - t0, 1e-9)
+    self._last = (now, step)
+    if not self.enabled:
+      return
+    self.jsonl.write(json.dumps({'step': step, **values}) + '\n')
+    self.jsonl.flush()
+    for name, v in values.items():
+      self.tensorboard.add_scalar(name, v, step)
+    self.tensorboard.flush()
+    rate = values.get('steps_per_sec')
+    eta = f'  eta {_duration((self.total_steps - step) / rate)}' if rate else ''
+    shown = '  '.join(f'{k} {v:.4g}' for k, v in values.items())
+    print(f'step {step}/{self.total_steps}  {shown}{eta}', flush=True)
+
+  def close(self) -> None:
+    if self.enabled:
+      self.jsonl.close()
+      self.tensorboard.close()
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(seconds)
+  return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s'

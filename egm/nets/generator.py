@@ -1,0 +1,39 @@
+"""Generator networks g(z) -> x."""
+import flax.linen as nn
+import jax.numpy as jnp
+
+from egm.nets import layers
+
+
+class ConvGenerator(nn.Module):
+  """DCGAN-style generator: (B,z) -> (B,S,S,C) in [-1, 1] (tanh).
+
+  Dense to a base x base map of width*2^stages channels, then per stage a
+  ConvTranspose 4x4 stride 2 halving the channels, each followed by
+  BatchNorm and ReLU, and a final conv3x3 to C channels.
+  """
+  image_size: int
+  channels: int
+  width: int = 64
+
+  @nn.compact
+  def __call__(self, z, train: bool = True):
+    stages, base = layers.image_stages(self.image_size)
+    norm = lambda h: nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(h))
+    h = nn.Dense(base * base * self.width * 2 ** stages)(z)
+    h = norm(jnp.reshape(h, (z.shape[0], base, base, self.width * 2 ** stages)))
+    for i in reversed(range(stages)):
+      h = norm(nn.ConvTranspose(self.width * 2 ** i, (4, 4), strides=(2, 2), padding='SAME')(h))
+    return jnp.tanh(nn.Conv(self.channels, (3, 3), padding='SAME')(h))
+
+
+class MLPGenerator(nn.Module):
+  """MLP generator for points: (B,z) -> (B,D), unbounded output."""
+  out_dim: int = 2
+  width: int = 128
+  depth: int = 3
+
+  @nn.compact
+  def __call__(self, z, train: bool = True):
+    del train
+    return layers.MLP(self.width, self.depth, self.out_dim)(z)

@@ -1,0 +1,59 @@
+"""Shared building blocks and the geometry of the image networks."""
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+def leaky_relu(x):
+  """LeakyReLU with slope 0.2, the EBM / encoder activation of the references."""
+  return nn.leaky_relu(x, negative_slope=0.2)
+
+
+def image_stages(image_size: int) -> tuple[int, int]:
+  """Number of 2x resolution stages and the base side length.
+
+  The side is halved while it stays even and at least 4 after halving:
+  64 -> (4 stages, 4), 32 -> (3, 4), 28 -> (2, 7), 16 -> (2, 4), 8 -> (1, 4).
+  """
+  base, stages = image_size, 0
+  while base % 2 == 0 and base // 2 >= 4:
+    base //= 2
+    stages += 1
+  return stages, base
+
+
+class MLP(nn.Module):
+  """Fully connected trunk: `depth` hidden layers of `width` units, then `out`."""
+  width: int
+  depth: int
+  out: int
+  activation: str = 'swish'
+
+  @nn.compact
+  def __call__(self, x):
+    act = getattr(nn, self.activation)
+    for _ in range(self.depth):
+      x = act(nn.Dense(self.width)(x))
+    return nn.Dense(self.out)(x)
+
+
+class ConvTrunk(nn.Module):
+  """Downsampling conv stack (no normalisation): (B,S,S,C) -> (B,base,base,width*2^stages).
+
+  conv3x3(width) then one conv4x4 stride-2 per stage, doubling channels, LeakyReLU 0.2:
+  for 32 px and width 64 this is the 64 -> 128 -> 256 -> 512 ConvNet of the short-run EBM.
+  """
+  width: int
+
+  @nn.compact
+  def __call__(self, x):
+    stages, _ = image_stages(x.shape[1])
+    x = leaky_relu(nn.Conv(self.width, (3, 3), padding='SAME')(x))
+    for i in range(stages):
+      x = nn.Conv(self.width * 2 ** (i + 1), (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))(x)
+      x = leaky_relu(x)
+    return x
+
+
+def flatten(x):
+  """(B, ...) -> (B, prod(...))."""
+  return jnp.reshape(x, (x.shape[0], -1))

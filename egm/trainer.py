@@ -1,0 +1,88 @@
+"""The training loop; it knows nothing about any method (DESIGN.md §3).
+
+`update` is jitted once over the device mesh (batch sharded on `data`, state
+replicated); the loop feeds batches, logs, writes sample grids and checkpoints,
+resumes from the newest checkpoint and saves on SIGTERM.
+"""
+import os
+import signal
+
+import jax
+import numpy as np
+
+from egm import data, experiment, parallel
+from egm.checkpointing import Checkpointer
+from egm.evaluation import images
+from egm.metric_writer import MetricWriter
+
+
+class _StopFlag:
+  """Set by SIGTERM/SIGINT so the loop can checkpoint and exit cleanly."""
+
+  def __init__(self):
+    self.requested = False
+
+  def __call__(self, signum, frame):
+    del frame
+    print(f'signal {signum}: saving a checkpoint and stopping', flush=True)
+    self.requested = True
+
+
+def save_samples(path: str, samples: np.ndarray, extent: float) -> None:
+  """A PNG of samples: an image grid, or a scatter plot for 2-D points."""
+  if samples.ndim == 2:
+    images.save_points_png(path, samples, extent)
+  else:
+    images.save_image_grid(path, samples)
+
+
+def train(config, workdir: str):
+  """Trains `config` in `workdir` (resuming there if it holds a checkpoint); returns the state."""
+  exp = experiment.build(config)
+  is_main = jax.process_index() == 0
+  if is_main:
+    experiment.write_config(config, workdir)
+  checkpoints = Checkpointer(workdir, config.train.keep_checkpoints)
+  state = exp.init_state()
+  start_step = checkpoints.latest_step() or 0
+  if start_step:
+    state = checkpoints.restore(state)
+    print(f'resumed from step {start_step}', flush=True)
+
+  replicated = parallel.replicated(exp.mesh)
+  update = jax.jit(exp.method.update,
+                   in_shardings=(replicated, parallel.data_sharding(exp.mesh), replicated),
+                   out_shardings=(replicated, replicated), donate_argnums=0)
+  sample = jax.jit(exp.method.sample, static_argnums=2, out_shardings=replicated)
+  batches = data.train_batches(
+      exp.dataset.train, global_batch_size=config.train.batch_size, seed=config.seed,
+      start_step=start_step, process_index=jax.process_index(),
+      process_count=jax.process_count(), mask=config.data.mask,
+      dequantize=config.data.dequantize, prefetch=config.data.prefetch)
+  writer = MetricWriter(workdir, config.train.num_steps, enabled=is_main)
+  keys = experiment.run_keys(config.seed)
+  stop = _StopFlag()
+  previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+  step = start_step
+  try:
+    while step < config.train.num_steps and not stop.requested:
+      batch = parallel.global_batch(next(batches), exp.mesh)
+      state, metrics = update(state, batch, jax.random.fold_in(keys['train'], step))
+      step += 1
+      if step % config.train.log_every == 0 or step == config.train.num_steps:
+        writer.write(step, jax.device_get(metrics))
+      if step % config.train.sample_every == 0 and is_main:
+        samples = sample(state, keys['sample'], config.eval.num_samples)
+        save_samples(os.path.join(workdir, 'samples', f'step_{step:08d}.png'),
+                     np.asarray(jax.device_get(samples)), config.eval.grid_extent)
+      if step % config.train.checkpoint_every == 0:
+        checkpoints.save(step, state)
+    if checkpoints.latest_step() != step:
+      checkpoints.save(step, state)
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+    writer.close()
+    checkpoints.close()
+    batches.close()
+  return state
