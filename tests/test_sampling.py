@@ -1,4 +1,4 @@
-"""Tests for egm.sampling: exactness on Gaussians, gradients, errors, tracing."""
+"""egm.sampling: exactness on Gaussians, gradients, errors, tracing."""
 
 import functools
 
@@ -26,19 +26,22 @@ def gaussian_energy(x):
   return 0.5 * jnp.sum((centred @ PRECISION.astype(x.dtype)) * centred, -1)
 
 
-def moment_errors(samples, mean, cov):
-  """Mean and covariance errors of (N, D) samples in units of standard error.
+def cov_standard_errors(cov, n):
+  """Standard errors of the sample covariance of n draws from N(., cov)."""
+  diag = np.diag(cov)
+  return np.sqrt((np.outer(diag, diag) + cov**2) / n)
 
-  Standard errors are those of N independent draws from N(mean, cov): the
-  sample mean has variance cov_ii / N, the sample covariance entry ij
-  (cov_ii cov_jj + cov_ij^2) / N.
+
+def moment_errors(samples, mean, cov):
+  """Max mean and covariance errors of (N, D) samples, in standard errors.
+
+  Standard errors are those of N independent draws from N(mean, cov).
   """
   samples = np.asarray(samples, np.float64)
   n = samples.shape[0]
-  diag = np.diag(cov)
-  mean_z = np.abs(samples.mean(0) - mean) / np.sqrt(diag / n)
-  cov_se = np.sqrt((np.outer(diag, diag) + cov**2) / n)
-  cov_z = np.abs(np.cov(samples, rowvar=False) - cov) / cov_se
+  mean_z = np.abs(samples.mean(0) - mean) / np.sqrt(np.diag(cov) / n)
+  cov_z = (np.abs(np.cov(samples, rowvar=False) - cov)
+           / cov_standard_errors(cov, n))
   return mean_z.max(), cov_z.max()
 
 
@@ -51,16 +54,16 @@ def ula_stationary_cov(precision, delta):
   return scipy.linalg.solve_discrete_lyapunov(a, delta**2 * np.eye(len(a)))
 
 
-def cov_standard_errors(cov, n):
-  diag = np.diag(cov)
-  return np.sqrt((np.outer(diag, diag) + cov**2) / n)
+def run_jitted(sampler, energy_fn, x0, key, **kwargs):
+  """sampler(energy_fn, x0, key, **kwargs) as one compiled call."""
+  return jax.jit(functools.partial(sampler, energy_fn, **kwargs))(x0, key)
 
 
 def test_langevin_matches_exact_discretised_stationary_law():
   delta = 0.4
-  x, info = sampling.langevin(
-      gaussian_energy, jnp.zeros((N_CHAINS, 2)), jax.random.key(0),
-      n_steps=300, step_size=delta**2 / 2, noise_scale=delta)
+  x, info = run_jitted(
+      sampling.langevin, gaussian_energy, jnp.zeros((N_CHAINS, 2)),
+      jax.random.key(0), n_steps=300, step_size=delta**2 / 2, noise_scale=delta)
   exact = ula_stationary_cov(PRECISION, delta)
   mean_z, cov_z = moment_errors(x, MU, exact)
   # The O(delta^2) bias is real: the target Sigma is many errors away.
@@ -74,9 +77,9 @@ def test_langevin_matches_exact_discretised_stationary_law():
 
 def test_mala_is_exact_where_langevin_is_biased():
   delta = 0.5
-  x, info = sampling.mala(gaussian_energy, jnp.zeros((N_CHAINS, 2)),
-                          jax.random.key(1), n_steps=200,
-                          step_size=delta**2 / 2)
+  x, info = run_jitted(sampling.mala, gaussian_energy,
+                       jnp.zeros((N_CHAINS, 2)), jax.random.key(1),
+                       n_steps=200, step_size=delta**2 / 2)
   mean_z, cov_z = moment_errors(x, MU, SIGMA)
   ula = ula_stationary_cov(PRECISION, delta)
   ula_z = np.max(np.abs(ula - SIGMA) / cov_standard_errors(SIGMA, N_CHAINS))
@@ -102,14 +105,14 @@ def test_mala_acceptance_rises_to_one_as_step_shrinks():
 def test_schedules_are_applied_per_step_and_clip_bounds():
   steps = schedules.linear(0.5, 0.1, 6)
   x0 = jnp.array([[2.0, -1.0]])
-  x, _ = sampling.langevin(lambda x: 0.5 * jnp.sum(x**2, -1), x0,
-                           jax.random.key(0), n_steps=6, step_size=steps,
-                           noise_scale=0.0)
+  x, _ = run_jitted(sampling.langevin, lambda x: 0.5 * jnp.sum(x**2, -1),
+                    x0, jax.random.key(0), n_steps=6, step_size=steps,
+                    noise_scale=0.0)
   np.testing.assert_allclose(x, x0 * np.prod(1 - np.asarray(steps)),
                              rtol=1e-6)
-  x, _ = sampling.langevin(lambda x: jnp.sum(-3 * x, -1), jnp.zeros((64, 8)),
-                           jax.random.key(0), n_steps=5, step_size=1.0,
-                           noise_scale=0.5, clip=(-1.0, 1.0))
+  x, _ = run_jitted(sampling.langevin, lambda x: jnp.sum(-3 * x, -1),
+                    jnp.zeros((64, 8)), jax.random.key(0), n_steps=5,
+                    step_size=1.0, noise_scale=0.5, clip=(-1.0, 1.0))
   assert float(x.min()) >= -1.0 and float(x.max()) == 1.0
 
 
@@ -182,13 +185,13 @@ def test_stop_gradient_gives_zero_gradients():
 
 
 def test_remat_gives_same_values_and_gradients():
+  # Both samplers share the scan driver that applies remat; test it once.
   args = (jnp.ones((4, 2)), jnp.asarray(0.7), jnp.asarray(0.1),
           jnp.asarray(0.3))
-  for sampler in (sampling.langevin, sampling.mala):
-    plain, remat = (jax.jit(jax.value_and_grad(
-        functools.partial(chain_loss, sampler, remat=remat),
-        argnums=(0, 1, 2, 3)))(*args) for remat in (False, True))
-    chex.assert_trees_all_close(plain, remat, rtol=1e-6)
+  plain, remat = (jax.jit(jax.value_and_grad(
+      functools.partial(chain_loss, sampling.langevin, remat=remat),
+      argnums=(0, 1, 2, 3)))(*args) for remat in (False, True))
+  chex.assert_trees_all_close(plain, remat, rtol=1e-6)
 
 
 def test_remat_memory_does_not_grow_with_stored_activations():
@@ -228,12 +231,12 @@ def test_latent_posterior_reaches_closed_form_gaussian():
   cov = np.linalg.inv(precision)
   mean = cov @ w.T @ (mask * x) / sigma**2
   generate = lambda z: z @ w.T.astype(np.float32)
-  n = 20_000
+  n = 10_000
   energy = sampling.latent_posterior_energy(
       generate, jnp.broadcast_to(x_garbage, (n, 6)).astype(jnp.float32),
       sigma, mask=jnp.asarray(mask, jnp.float32))
-  z, info = sampling.mala(energy, jnp.zeros((n, 2)), jax.random.key(4),
-                          n_steps=300, step_size=0.04)
+  z, info = run_jitted(sampling.mala, energy, jnp.zeros((n, 2)),
+                       jax.random.key(4), n_steps=300, step_size=0.04)
   mean_z, cov_z = moment_errors(z, mean, cov)
   print(f'masked posterior via MALA: mean err {mean_z:.2f} se, cov err '
         f'{cov_z:.2f} se, acceptance {float(info.acceptance_rate.mean()):.3f}')
@@ -258,16 +261,16 @@ def test_latent_posterior_reaches_closed_form_gaussian():
 def test_langevin_on_latent_posterior_matches_discretised_law():
   rng = np.random.default_rng(1)
   w = rng.normal(size=(5, 3))
-  sigma, delta, n = 0.7, 0.3, 20_000
+  sigma, delta, n = 0.7, 0.3, 10_000
   x = rng.normal(size=5)
   precision = w.T @ w / sigma**2 + np.eye(3)
   mean = np.linalg.solve(precision, w.T @ x / sigma**2)
   energy = sampling.latent_posterior_energy(
       lambda z: z @ w.T.astype(np.float32),
       jnp.broadcast_to(x, (n, 5)).astype(jnp.float32), sigma)
-  z, _ = sampling.langevin(energy, jnp.zeros((n, 3)), jax.random.key(5),
-                           n_steps=300, step_size=delta**2 / 2,
-                           noise_scale=delta)
+  z, _ = run_jitted(sampling.langevin, energy, jnp.zeros((n, 3)),
+                    jax.random.key(5), n_steps=300, step_size=delta**2 / 2,
+                    noise_scale=delta)
   mean_z, cov_z = moment_errors(z, mean, ula_stationary_cov(precision, delta))
   print(f'posterior via Langevin: mean err {mean_z:.2f} se, cov err vs exact '
         f'discretised law {cov_z:.2f} se')
@@ -276,9 +279,9 @@ def test_langevin_on_latent_posterior_matches_discretised_law():
 
 def test_info_fields():
   x0 = jnp.ones((8, 3))
-  _, info = sampling.langevin(lambda x: 0.5 * jnp.sum(x**2, -1), x0,
-                              jax.random.key(0), n_steps=4, step_size=0.5,
-                              noise_scale=0.0)
+  _, info = run_jitted(sampling.langevin, lambda x: 0.5 * jnp.sum(x**2, -1),
+                       x0, jax.random.key(0), n_steps=4, step_size=0.5,
+                       noise_scale=0.0)
   # x halves each step, so E = 3/2 * 4^-t and |dE/dx| = sqrt(3) * 2^-t.
   t = np.arange(1, 5)
   np.testing.assert_allclose(info.energy, 1.5 * 4.0**-t, rtol=1e-6)
@@ -298,12 +301,15 @@ def test_jitted_chain_does_not_retrace():
                              step_size=step_size, noise_scale=noise_scale)
 
   x0 = jnp.zeros((16, 2))
-  for seed in range(3):
-    run(x0, jax.random.key(seed), jnp.full(20, 0.01 * (seed + 1)),
-        jnp.asarray(0.1 * (seed + 1)))
-  partial = jax.jit(functools.partial(sampling.mala, gaussian_energy,
-                                      n_steps=5, step_size=0.1))
-  x, info = partial(x0, jax.random.key(0))
+  inputs = [(jax.random.key(seed), jnp.full(20, 0.01 * (seed + 1)),
+             jnp.asarray(0.1 * (seed + 1))) for seed in range(3)]
+  partial = jax.jit(functools.partial(
+      sampling.mala, gaussian_energy, n_steps=5,
+      step_size=schedules.geometric(0.1, 0.01, 5)))
+  with jax.transfer_guard('disallow'):  # No hidden host copies either.
+    for key, step_size, noise_scale in inputs:
+      run(x0, key, step_size, noise_scale)
+    x, info = partial(x0, inputs[0][0])
   assert x.shape == (16, 2) and info.acceptance_rate.shape == (5,)
 
 

@@ -22,10 +22,10 @@ def make_networks(model_config, x_shape) -> Networks:
   width, z_dim = model_config.width, model_config.z_dim
   if len(x_shape) == 1:
     depth = model_config.mlp_depth
-    return Networks(MLPEnergy(width, depth), MLPGenerator(x_shape[0], width, depth),
+    return Networks(MLPEnergy(width, depth, model_config.energy_reference_std), MLPGenerator(x_shape[0], width, depth),
                     MLPEncoder(z_dim, width, depth))
   if len(x_shape) == 3 and x_shape[0] == x_shape[1] and x_shape[2] in (1, 3):
-    return Networks(ConvEnergy(width), ConvGenerator(x_shape[0], x_shape[2], width),
+    return Networks(ConvEnergy(width, model_config.energy_reference_std), ConvGenerator(x_shape[0], x_shape[2], width),
                     ConvEncoder(z_dim, width))
   raise EgmError(
       f'No network family for data of shape {tuple(x_shape)}: egm builds MLPs for 2-D points '

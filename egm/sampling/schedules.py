@@ -53,13 +53,17 @@ def as_schedule(name, value, n_steps, dtype, positive=False):
   host = concrete_or_none(value)
   if host is not None and (np.any(host <= 0) if positive
                            else np.any(host < 0)):
-    bound = 'positive' if positive else 'non-negative'
-    end = 'a small positive number' if positive else '0 or a small number'
-    raise EgmError(
-        f'{name} must be {bound} at every step, got minimum '
-        f'{float(host.min())}. Step sizes and noise scales are magnitudes of the '
-        f'update: pass {bound} values (a schedule that decays towards zero '
-        f'should end at {end}).')
+    if positive:
+      bound, reason = 'positive', (
+          'The Metropolis-Hastings test divides by the proposal noise, so '
+          'pass values > 0 (a decaying schedule should end at a small '
+          'positive number).')
+    else:
+      bound, reason = 'non-negative', (
+          'Step sizes and noise scales are magnitudes of the update: pass '
+          'values >= 0 (a decaying schedule should end at 0 or above).')
+    raise EgmError(f'{name} must be {bound} at every step, got minimum '
+                   f'{float(host.min())}. {reason}')
   return jnp.broadcast_to(jnp.asarray(value, dtype), (n_steps,))
 
 
