@@ -8,10 +8,12 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'The config the run wa
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'The run directory holding checkpoints/.')
 flags.mark_flags_as_required(['config', 'workdir'])
+cli.define_distributed_flags()
 
 
 def main(argv):
   del argv
+  cli.initialize_distributed()
   from egm.evaluation import evaluate
   evaluate.evaluate(_CONFIG.value, _WORKDIR.value)
 

@@ -11,7 +11,10 @@ def parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    message = f'{e}. Run with --helpshort to see the flags.'
+    detail = str(e)
+    if 'Traceback' in detail:  # a config file that raised: keep its final line
+      detail = [line for line in detail.splitlines() if line.strip()][-1]
+    message = f'{detail}. Run with --helpshort to see the flags.'
   except (AttributeError, KeyError) as e:
     detail = str(e).strip('\'"').replace('\\n', ' ').replace('\\', '')
     message = (f'Unknown config key in a --config.<key>=<value> override: {detail}. Every key is '
@@ -22,6 +25,23 @@ def parse_flags(argv):
                '":smoke" for a seconds-long run, and overrides as --config.<key>=<value>.')
   print(f'error: {message}', file=sys.stderr)
   sys.exit(2)
+
+
+def define_distributed_flags():
+  """Flags for multi-process runs; all unset means one process (or cluster auto-detection)."""
+  flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() (auto-detects TPU '
+                    'pods, SLURM, ...); implied by --coordinator_address.')
+  flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for a manual launch.')
+  flags.DEFINE_integer('num_processes', None, 'Number of processes, for a manual launch.')
+  flags.DEFINE_integer('process_id', None, 'This process\'s index, for a manual launch.')
+
+
+def initialize_distributed():
+  """Joins the processes of a multi-process run, as the distributed flags ask."""
+  import jax
+  f = flags.FLAGS
+  if f.distributed or f.coordinator_address:
+    jax.distributed.initialize(f.coordinator_address, f.num_processes, f.process_id)
 
 
 def run(main):

@@ -71,9 +71,8 @@ def test_one_and_eight_devices_give_the_same_update():
   for step, (a, b) in enumerate(zip(m1, m8)):
     for name in a:
       np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-5, err_msg=f'{name}@{step}')
-  # Adam turns float-rounding differences of near-zero gradients into steps of up to lr (3e-4).
   for a, b in zip(s1, s8, strict=True):
-    np.testing.assert_allclose(a, b, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=2e-5)
 
 
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path):

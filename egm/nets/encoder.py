@@ -15,7 +15,8 @@ class ConvEncoder(nn.Module):
     stages, _ = layers.image_stages(x.shape[1])
     h = layers.leaky_relu(nn.Conv(self.width, (3, 3), padding='SAME')(x))
     for i in range(stages):
-      h = nn.Conv(self.width * 2 ** (i + 1), (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))(h)
+      h = nn.Conv(self.width * 2 ** (i + 1), (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
+                  use_bias=False)(h)
       h = layers.leaky_relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(h))
     out = nn.Dense(2 * self.z_dim)(layers.flatten(h))
     mu, logvar = jnp.split(out, 2, axis=-1)

@@ -9,8 +9,9 @@ class ConvGenerator(nn.Module):
   """DCGAN-style generator: (B,z) -> (B,S,S,C) in [-1, 1] (tanh).
 
   Dense to a base x base map of width*2^stages channels, then per stage a
-  ConvTranspose 4x4 stride 2 halving the channels, each followed by
-  BatchNorm and ReLU, and a final conv3x3 to C channels.
+  learned 2x upsampling (`layers.Upsample2x`, in place of ConvTranspose 4x4
+  stride 2) halving the channels, each followed by BatchNorm and ReLU, and a
+  final conv3x3 to C channels.
   """
   image_size: int
   channels: int
@@ -20,10 +21,10 @@ class ConvGenerator(nn.Module):
   def __call__(self, z, train: bool = True):
     stages, base = layers.image_stages(self.image_size)
     norm = lambda h: nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(h))
-    h = nn.Dense(base * base * self.width * 2 ** stages)(z)
+    h = nn.Dense(base * base * self.width * 2 ** stages, use_bias=False)(z)
     h = norm(jnp.reshape(h, (z.shape[0], base, base, self.width * 2 ** stages)))
     for i in reversed(range(stages)):
-      h = norm(nn.ConvTranspose(self.width * 2 ** i, (4, 4), strides=(2, 2), padding='SAME')(h))
+      h = norm(layers.Upsample2x(self.width * 2 ** i, use_bias=False)(h))
     return jnp.tanh(nn.Conv(self.channels, (3, 3), padding='SAME')(h))
 
 

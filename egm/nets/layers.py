@@ -54,6 +54,24 @@ class ConvTrunk(nn.Module):
     return x
 
 
+class Upsample2x(nn.Module):
+  """Learned 2x upsampling: conv3x3 to 4·features channels, then depth-to-space (pixel shuffle).
+
+  (B,H,W,C) -> (B,2H,2W,features). It spans the same maps as a 4x4 stride-2
+  transposed convolution, and on XLA:CPU it runs several times faster: the
+  transposed convolution's gradient falls off the fast convolution path.
+  """
+  features: int
+  use_bias: bool = True
+
+  @nn.compact
+  def __call__(self, x):
+    h = nn.Conv(4 * self.features, (3, 3), padding='SAME', use_bias=self.use_bias)(x)
+    b, height, width, _ = h.shape
+    h = h.reshape(b, height, width, 2, 2, self.features).transpose(0, 1, 3, 2, 4, 5)
+    return h.reshape(b, 2 * height, 2 * width, self.features)
+
+
 def flatten(x):
   """(B, ...) -> (B, prod(...))."""
   return jnp.reshape(x, (x.shape[0], -1))
