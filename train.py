@@ -1,14 +1,10 @@
 """Trains a model: python train.py --config configs/triangle_toy2d.py --workdir runs/toy."""
 from absl import flags
-from ml_collections import config_flags
 
 from egm import cli
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'A configs/*.py file, optionally :smoke.',
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and samples.')
-flags.mark_flags_as_required(['config', 'workdir'])
-cli.define_distributed_flags()
+_CONFIG, _WORKDIR = cli.define_run_flags('A configs/*.py file, optionally with :smoke.')
+flags.adopt_module_key_flags(cli)
 
 
 def main(argv):

@@ -27,7 +27,17 @@ def parse_flags(argv):
   sys.exit(2)
 
 
-def define_distributed_flags():
+def define_run_flags(config_help: str):
+  """The flags of train.py and eval.py; returns the (config, workdir) flag holders."""
+  from ml_collections import config_flags
+  config = config_flags.DEFINE_config_file('config', None, config_help, lock_config=True)
+  workdir = flags.DEFINE_string('workdir', None, 'The run directory: checkpoints, logs, samples.')
+  flags.mark_flags_as_required(['config', 'workdir'])
+  _define_distributed_flags()
+  return config, workdir
+
+
+def _define_distributed_flags():
   """Flags for multi-process runs; all unset means one process (or cluster auto-detection)."""
   flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() (auto-detects TPU '
                     'pods, SLURM, ...); implied by --coordinator_address.')

@@ -47,6 +47,12 @@ def make_optimizer(learning_rate: float, optim_config, steps_per_epoch: int):
   return adam
 
 
+def make_optimizers(optim_config, steps_per_epoch: int, names) -> dict:
+  """One optimiser per network name, each with its `optim_config.lr_<name>`."""
+  return {name: make_optimizer(optim_config[f'lr_{name}'], optim_config, steps_per_epoch)
+          for name in names}
+
+
 def init_network(module, optimizer, key, *inputs, **kwargs) -> dict:
   """Initialises one network's `{'params', 'opt_state', 'batch_stats'?}`."""
   variables = module.init(key, *inputs, **kwargs)

@@ -33,11 +33,8 @@ class Triangle(base.JointLossMethod, base.LatentGenerator):
     self.sigma = config.model.sigma
     self.hp = config.triangle
     self.x_shape = x_shape
-    self.opt = {
-        'energy': base.make_optimizer(config.optim.lr_energy, config.optim, steps_per_epoch),
-        'generator': base.make_optimizer(config.optim.lr_generator, config.optim, steps_per_epoch),
-        'encoder': base.make_optimizer(config.optim.lr_encoder, config.optim, steps_per_epoch),
-    }
+    self.opt = base.make_optimizers(config.optim, steps_per_epoch,
+                                    ('energy', 'generator', 'encoder'))
 
   def init(self, key, example_batch):
     x = example_batch['x'][:2]

@@ -14,10 +14,7 @@ class VAE(base.JointLossMethod, base.LatentGenerator):
     self.nets = make_networks(config.model, x_shape)
     self.z_dim = config.model.z_dim
     self.sigma = config.model.sigma
-    self.opt = {
-        'generator': base.make_optimizer(config.optim.lr_generator, config.optim, steps_per_epoch),
-        'encoder': base.make_optimizer(config.optim.lr_encoder, config.optim, steps_per_epoch),
-    }
+    self.opt = base.make_optimizers(config.optim, steps_per_epoch, ('generator', 'encoder'))
 
   def init(self, key, example_batch):
     x = example_batch['x'][:2]
