@@ -71,10 +71,11 @@ def train(config, workdir: str):
       step += 1
       if step % config.train.log_every == 0 or step == config.train.num_steps:
         writer.write(step, jax.device_get(metrics))
-      if step % config.train.sample_every == 0 and is_main:
-        samples = sample(state, keys['sample'], config.eval.num_samples)
-        save_samples(os.path.join(workdir, 'samples', f'step_{step:08d}.png'),
-                     np.asarray(jax.device_get(samples)), config.eval.grid_extent)
+      if step % config.train.sample_every == 0:  # every process runs the sharded program
+        samples = np.asarray(jax.device_get(sample(state, keys['sample'], config.eval.num_samples)))
+        if is_main:
+          save_samples(os.path.join(workdir, 'samples', f'step_{step:08d}.png'), samples,
+                       config.eval.grid_extent)
       if step % config.train.checkpoint_every == 0:
         checkpoints.save(step, state)
     if checkpoints.latest_step() != step:

@@ -1,5 +1,6 @@
 """The entry points: user mistakes print one paragraph (no traceback) and exit with status 2."""
 import os
+import signal
 import subprocess
 import sys
 
@@ -50,3 +51,23 @@ def test_eval_without_checkpoint(tmp_path):
   code, err = _run('eval.py', '--config', 'configs/triangle_toy2d.py:smoke',
                    '--workdir', str(tmp_path))
   _assert_clear_error(code, err, 'No checkpoint', 'python train.py')
+
+
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
+  """SIGTERM mid-run: the trainer checkpoints the current step and exits 0; rerunning resumes."""
+  args = [sys.executable, 'train.py', '--config', 'configs/triangle_toy2d.py:smoke',
+          '--workdir', str(tmp_path), '--config.train.num_steps=100000',
+          '--config.train.checkpoint_every=100000', '--config.train.log_every=1']
+  proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+  for line in proc.stdout:
+    if line.startswith('step 3/'):
+      break
+  proc.send_signal(signal.SIGTERM)
+  out = proc.communicate(timeout=120)[0]
+  assert proc.returncode == 0, out
+  saved = [int(d) for d in os.listdir(tmp_path / 'checkpoints') if d.isdigit()]
+  assert len(saved) == 1 and saved[0] >= 3, saved
+  code, err = _run(*args[1:-3], f'--config.train.num_steps={saved[0] + 2}')
+  assert code == 0, err
+  assert sorted(int(d) for d in os.listdir(tmp_path / 'checkpoints') if d.isdigit())[-1] == saved[0] + 2

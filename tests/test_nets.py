@@ -1,0 +1,62 @@
+"""Network shapes for every data family, the reference EBM layout, and the upsampling claim."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from egm.nets import layers, make_networks
+
+
+def _model(width=8, z_dim=4):
+  return ml_collections.ConfigDict(dict(width=width, z_dim=z_dim, mlp_depth=2,
+                                        energy_reference_std=0.0))
+
+
+@pytest.mark.parametrize('x_shape', [(2,), (8, 8, 1), (28, 28, 1), (32, 32, 3), (64, 64, 3)])
+def test_shapes(x_shape):
+  nets = make_networks(_model(), x_shape)
+  x = jnp.zeros((3,) + x_shape)
+  z = jnp.zeros((3, 4))
+  key = jax.random.key(0)
+  energy = nets.energy.apply(nets.energy.init(key, x), x)
+  gen_vars = nets.generator.init(key, z)
+  x_gen = nets.generator.apply(gen_vars, z, train=False)
+  mu, logvar = nets.encoder.apply(nets.encoder.init(key, x), x, train=False)
+  assert energy.shape == (3,)
+  assert x_gen.shape == x.shape
+  assert mu.shape == logvar.shape == (3, 4)
+  if len(x_shape) == 3:
+    assert float(jnp.max(jnp.abs(x_gen))) <= 1.0  # tanh output, images live in [-1, 1]
+
+
+def test_cifar_energy_is_the_reference_convnet():
+  """32 px, width 64: conv3x3 64 -> conv4x4/2 128 -> 256 -> 512 -> conv4x4 (valid) 1."""
+  nets = make_networks(_model(width=64), (32, 32, 3))
+  params = nets.energy.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))['params']
+  kernels = [leaf.shape for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+             if path[-1].key == 'kernel']
+  assert kernels == [(3, 3, 3, 64), (4, 4, 64, 128), (4, 4, 128, 256), (4, 4, 256, 512),
+                     (4, 4, 512, 1)]
+
+
+def test_image_stages():
+  assert [layers.image_stages(s) for s in (64, 32, 28, 16, 8)] == [
+      (4, 4), (3, 4), (2, 7), (2, 4), (1, 4)]
+
+
+def test_upsample_spans_the_transposed_convolution():
+  """Any 4x4 stride-2 transposed conv is an Upsample2x: least squares fits it exactly."""
+  c_in, c_out = 3, 2
+  x = jax.random.normal(jax.random.key(0), (64, 5, 5, c_in))
+  conv_t = nn.ConvTranspose(c_out, (4, 4), strides=(2, 2), padding='SAME', use_bias=False)
+  target = conv_t.apply(conv_t.init(jax.random.key(1), x), x)
+  # Upsample2x is linear in its kernel: regress the target on its 3x3 input patches.
+  patches = jax.lax.conv_general_dilated_patches(
+      x, (3, 3), (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  phases = target.reshape(64, 5, 2, 5, 2, c_out).transpose(0, 1, 3, 2, 4, 5)
+  a = np.asarray(patches, np.float64).reshape(-1, 9 * c_in)
+  b = np.asarray(phases, np.float64).reshape(-1, 4 * c_out)
+  solution, *_ = np.linalg.lstsq(a, b, rcond=None)
+  assert np.max(np.abs(a @ solution - b)) < 1e-4 * np.max(np.abs(b))
