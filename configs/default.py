@@ -45,6 +45,19 @@ def get_config(arg=None):
   config.triangle.energy_weight = 1.0  # weight of E(G(z)) in the G loss
   config.triangle.energy_l2 = 0.0  # weight of mean E^2 regulariser on the EBM
 
+  config.ebm = ml_collections.ConfigDict()
+  config.ebm.n_steps = 100  # K short-run Langevin steps per update
+  config.ebm.step_size = 1.0  # s in x <- x - s * dE/dx + noise_scale * eps
+  config.ebm.noise_scale = 0.01
+  config.ebm.mh_step_size = 1e-4  # step of the MH-adjusted (MALA) diagnostic chains
+  config.ebm.init_low = -1.0  # chains start uniform in [init_low, init_high]
+  config.ebm.init_high = 1.0
+  config.ebm.data_noise = 0.03  # std of Gaussian noise added to data, [-1, 1] units
+  config.ebm.persistent = False  # replay buffer of chains instead of fresh noise
+  config.ebm.buffer_size = 10_000
+  config.ebm.rejuvenation = 0.05  # fraction of buffer chains restarted from noise
+  config.ebm.energy_l2 = 0.0  # weight of mean E^2
+
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 100  # global batch, split over all devices of all processes
   config.train.num_steps = 100_000

@@ -1,0 +1,103 @@
+"""Maximum-likelihood EBM learned with short-run Langevin (Nijkamp et al. 2019).
+
+Each update draws negative samples by K Langevin steps x ← x − s·∇E(x) + σ·ε
+started from uniform noise (non-persistent short-run MCMC) or, with
+`ebm.persistent`, from a replay buffer of earlier chains of which a fraction
+`ebm.rejuvenation` restarts from noise; then it descends
+mean E(x_data + data noise) − mean E(x_neg) (+ `ebm.energy_l2`·mean E²).
+The chains are constants to the update (`stop_gradient`).
+"""
+import jax
+import jax.numpy as jnp
+
+from egm.methods import base
+from egm.nets import make_networks
+from egm.sampling import langevin, mala
+
+
+@base.register('ebm')
+class EBM:
+  """Energy network only; samples come from the Langevin sampler."""
+
+  def __init__(self, config, x_shape, steps_per_epoch):
+    self.nets = make_networks(config.model, x_shape)
+    self.hp = config.ebm
+    self.x_shape = x_shape
+    self.opt = base.make_optimizers(config.optim, steps_per_epoch, ('energy',))['energy']
+    self.clip = (-1.0, 1.0) if len(x_shape) == 3 else None
+
+  def init(self, key, example_batch):
+    k_net, k_buffer = jax.random.split(key)
+    x = example_batch['x'][:2]
+    state = {'energy': base.init_network(self.nets.energy, self.opt, k_net, x),
+             'step': jnp.zeros((), jnp.int32)}
+    if self.hp.persistent:
+      state['buffer'] = self.noise(k_buffer, self.hp.buffer_size)
+    return state
+
+  def noise(self, key, n):
+    """Uniform initial chains in [init_low, init_high]: (n, *x_shape)."""
+    return jax.random.uniform(key, (n,) + self.x_shape, jnp.float32,
+                              self.hp.init_low, self.hp.init_high)
+
+  def energy(self, state, x):
+    return base.apply_network(self.nets.energy, state['energy'], x)
+
+  def run_chains(self, state, x0, key, n_steps=None, metropolis=False):
+    """`n_steps` (default K) Langevin steps on the current energy, MH-adjusted if asked.
+
+    Returns (x (B, ...), LangevinInfo). The MH-adjusted chain uses the
+    standard parameterisation with noise sqrt(2·step_size).
+    """
+    energy_fn = lambda x: self.energy(state, x)
+    n_steps = n_steps or self.hp.n_steps
+    if metropolis:
+      return mala(energy_fn, x0, key, n_steps=n_steps, step_size=self.hp.mh_step_size,
+                  stop_gradient=True)
+    return langevin(energy_fn, x0, key, n_steps=n_steps, step_size=self.hp.step_size,
+                    noise_scale=self.hp.noise_scale, stop_gradient=True, clip=self.clip)
+
+  def _initial_chains(self, state, key, n):
+    """Noise, or buffer rows with a `rejuvenation` fraction replaced by noise; (x0, rows)."""
+    k_noise, k_rows, k_fresh = jax.random.split(key, 3)
+    fresh = self.noise(k_noise, n)
+    if not self.hp.persistent:
+      return fresh, None
+    rows = jax.random.choice(k_rows, self.hp.buffer_size, (n,), replace=False)
+    restart = jax.random.uniform(k_fresh, (n,)) < self.hp.rejuvenation
+    restart = restart.reshape((n,) + (1,) * len(self.x_shape))
+    return jnp.where(restart, fresh, state['buffer'][rows]), rows
+
+  def update(self, state, batch, key):
+    k_init, k_chain, k_data = jax.random.split(key, 3)
+    x_data = batch['x']
+    x_data = x_data + self.hp.data_noise * jax.random.normal(k_data, x_data.shape, x_data.dtype)
+    x0, rows = self._initial_chains(state, k_init, x_data.shape[0])
+    x_neg, info = self.run_chains(state, x0, k_chain)
+
+    def loss(params):
+      net = base.with_params(state['energy'], params)
+      e = base.apply_network(self.nets.energy, net, jnp.concatenate([x_data, x_neg]))
+      e_data, e_neg = jnp.split(e, 2)
+      diff = jnp.mean(e_data) - jnp.mean(e_neg)
+      return diff + self.hp.energy_l2 * jnp.mean(jnp.square(e)), (e_data, e_neg, diff)
+
+    grads, (e_data, e_neg, diff) = jax.grad(loss, has_aux=True)(state['energy']['params'])
+    new_state = dict(state, energy=base.apply_gradients(state['energy'], grads, self.opt),
+                     step=state['step'] + 1)
+    if rows is not None:
+      new_state['buffer'] = state['buffer'].at[rows].set(x_neg)
+    metrics = {
+        'loss': diff,
+        'energy_data': jnp.mean(e_data),
+        'energy_sample': jnp.mean(e_neg),
+        'energy_diff': diff,
+        'chain_grad_norm_first': info.grad_norm[0],
+        'chain_grad_norm_last': info.grad_norm[-1],
+    }
+    return new_state, metrics
+
+  def sample(self, state, key, n):
+    """Short-run samples: K steps from fresh noise (as the model is trained to produce)."""
+    k_init, k_chain = jax.random.split(key)
+    return self.run_chains(state, self.noise(k_init, n), k_chain)[0]
