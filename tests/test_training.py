@@ -9,6 +9,7 @@ import pytest
 from configs import triangle_digits, triangle_toy2d
 from egm import experiment, parallel, trainer
 from egm.errors import EgmError
+from egm.evaluation import evaluate
 from egm.metric_writer import NonFiniteLossError
 
 
@@ -16,9 +17,19 @@ def _leaves(state):
   return [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state))]
 
 
-def test_workdir_layout(tmp_path):
+def test_workdir_layout(tmp_path, capsys):
   config = triangle_toy2d.get_config('smoke')
   trainer.train(config, str(tmp_path))
+  results = evaluate.evaluate(config, str(tmp_path))
+  assert json.load(open(tmp_path / 'eval' / 'metrics.json')) == results
+  assert results['step'] == 6 and results['dataset'] == '8gaussians'
+  for name in ('density_tv', 'density_kl', 'sample_tv', 'sample_tv_floor', 'rec_mse'):
+    assert np.isfinite(results[name]), name
+  assert 0 <= results['density_tv'] <= 1 and 0 <= results['sample_tv'] <= 1
+  assert {'density.png', 'true_density.png'} <= set(os.listdir(tmp_path / 'eval'))
+  config.model.sigma = 0.5
+  evaluate.warn_if_config_differs(config, str(tmp_path))
+  assert 'model.sigma: trained 0.1, now 0.5' in capsys.readouterr().out
   assert json.load(open(tmp_path / 'config.json'))['method'] == 'triangle'
   lines = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
   assert [l['step'] for l in lines] == [2, 4, 6]

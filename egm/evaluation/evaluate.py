@@ -91,6 +91,32 @@ def evaluate_state(exp, state, out_dir: str) -> dict:
   return results
 
 
+def _flatten(tree: dict, prefix: str = '') -> dict:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flatten(value, f'{prefix}{key}.'))
+    else:
+      out[f'{prefix}{key}'] = value
+  return out
+
+
+def warn_if_config_differs(config, workdir: str) -> None:
+  """Prints the keys (outside `eval.*`) where `config` differs from the run's config.json."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    trained = _flatten(json.load(f))
+  given = _flatten(json.loads(json.dumps(config.to_dict())))
+  differs = sorted(k for k in set(trained) | set(given)
+                   if not k.startswith('eval.') and trained.get(k) != given.get(k))
+  if differs:
+    shown = ', '.join(f'{k}: trained {trained.get(k)!r}, now {given.get(k)!r}' for k in differs[:6])
+    print(f'warning: the config differs from the one the run was trained with ({path}): {shown}. '
+          'Pass the same --config overrides to eval.py as to train.py.', flush=True)
+
+
 def evaluate(config, workdir: str) -> dict:
   """Restores the newest checkpoint in `workdir`, evaluates it, writes `eval/metrics.json`."""
   from egm import experiment
@@ -100,6 +126,7 @@ def evaluate(config, workdir: str) -> dict:
     raise EgmError(
         f'No checkpoint in {checkpoints.directory}: train first with '
         f'`python train.py --config <config> --workdir {workdir}`, or point --workdir at a run.')
+  warn_if_config_differs(config, workdir)
   exp = experiment.build(config)
   state = checkpoints.restore(exp.init_state())
   checkpoints.close()
