@@ -109,10 +109,10 @@ def warn_if_config_differs(config, workdir: str) -> None:
   with open(path) as f:
     trained = _flatten(json.load(f))
   given = _flatten(json.loads(json.dumps(config.to_dict())))
-  differs = sorted(k for k in set(trained) | set(given)
-                   if not k.startswith('eval.') and trained.get(k) != given.get(k))
+  differs = sorted(k for k in set(trained) & set(given)
+                   if not k.startswith('eval.') and trained[k] != given[k])
   if differs:
-    shown = ', '.join(f'{k}: trained {trained.get(k)!r}, now {given.get(k)!r}' for k in differs[:6])
+    shown = ', '.join(f'{k}: trained {trained[k]!r}, now {given[k]!r}' for k in differs[:6])
     print(f'warning: the config differs from the one the run was trained with ({path}): {shown}. '
           'Pass the same --config overrides to eval.py as to train.py.', flush=True)
 

@@ -57,14 +57,13 @@ class Triangle(base.JointLossMethod, base.LatentGenerator):
     k_prior, k_post = jax.random.split(key)
     z_prior = jax.random.normal(k_prior, (b, self.z_dim), jnp.float32)
 
-    (mu, logvar), _ = base.apply_network(self.nets.encoder, encoder, x, train=True)
+    # The encoder's running BatchNorm statistics come from data only, as at test time.
+    (mu, logvar), i_stats = base.apply_network(self.nets.encoder, encoder, x, train=True)
     z_inf = base.reparameterize(k_post, mu, logvar)
     x_both, g_stats = base.apply_network(
         self.nets.generator, generator, jnp.concatenate([z_inf, z_prior]), train=True)
     x_rec, x_gen = x_both[:b], x_both[b:]
-    (mu_gen, logvar_gen), i_stats = base.apply_network(
-        self.nets.encoder, encoder, jnp.concatenate([x, x_gen]), train=True)
-    mu_gen, logvar_gen = mu_gen[b:], logvar_gen[b:]
+    (mu_gen, logvar_gen), _ = base.apply_network(self.nets.encoder, encoder, x_gen, train=True)
 
     rec = base.gaussian_reconstruction(x, x_rec, self.sigma, mask)
     kl = base.gaussian_kl(mu, logvar)
