@@ -102,7 +102,7 @@ def _flatten(tree: dict, prefix: str = '') -> dict:
 
 
 def warn_if_config_differs(config, workdir: str) -> None:
-  """Prints the keys (outside `eval.*`) where `config` differs from the run's config.json."""
+  """Prints the keys (outside `eval.*` and `train.*`) where `config` differs from the run's config.json."""
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     return
@@ -110,7 +110,7 @@ def warn_if_config_differs(config, workdir: str) -> None:
     trained = _flatten(json.load(f))
   given = _flatten(json.loads(json.dumps(config.to_dict())))
   differs = sorted(k for k in set(trained) & set(given)
-                   if not k.startswith('eval.') and trained[k] != given[k])
+                   if not k.startswith(('eval.', 'train.')) and trained[k] != given[k])
   if differs:
     shown = ', '.join(f'{k}: trained {trained[k]!r}, now {given[k]!r}' for k in differs[:6])
     print(f'warning: the config differs from the one the run was trained with ({path}): {shown}. '
