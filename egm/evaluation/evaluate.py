@@ -102,7 +102,7 @@ def _flatten(tree: dict, prefix: str = '') -> dict:
 
 
 def warn_if_config_differs(config, workdir: str) -> None:
-  """Prints the keys (outside `eval.*` and `train.*`) where `config` differs from the run's config.json."""
+  """Prints the keys (but `eval.*`, `train.*`) where `config` differs from the run's config.json."""
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     return
