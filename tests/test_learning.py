@@ -30,6 +30,7 @@ def test_triangle_and_vae_reconstruct_real_digits(tmp_path):
     config = triangle_digits.get_config()
     config.method = method
     config.train.num_steps = 1_000
+    config.train.batch_size = 96  # divisible by the 8 forced test devices
     exp = experiment.build(config)
     before = evaluate.evaluate_state(exp, exp.init_state(), str(tmp_path / method / 'init'))
     state = trainer.train(config, str(tmp_path / method))
