@@ -77,6 +77,22 @@ def get_config(arg=None):
   return finish(config, arg)
 
 
+def toy2d(config, name='8gaussians'):
+  """Patches `config` for 2-D toy data: MLP nets, no lr decay, batch 256, 5k steps, 2-D eval."""
+  config.data.source = f'toy2d:{name}'
+  config.model.width = 128
+  config.model.mlp_depth = 3
+  config.optim.decay_per_epoch = 1.0
+  config.optim.grad_clip = 10.0
+  config.train.batch_size = 256
+  config.train.num_steps = 5_000
+  config.train.log_every = 250
+  config.train.checkpoint_every = 1_000
+  config.train.sample_every = 1_000
+  config.eval.num_samples = 5_000
+  return config
+
+
 def finish(config, arg):
   """Applies the config argument: None or '' as is, 'smoke' shrinks to a seconds-long run."""
   if arg in (None, ''):

@@ -9,16 +9,21 @@ from egm.evaluation import evaluate
 pytestmark = pytest.mark.slow
 
 
-def test_triangle_learns_the_8gaussians_density(tmp_path):
-  """The trained energy's exp(−E)/Z is far closer (TV) to the true density than the initial one."""
-  config = triangle_toy2d.get_config()
+def _train_on_toy2d(config, tmp_path):
+  """Trains `config`; returns the eval metrics of its initial and of its trained state."""
   exp = experiment.build(config)
   untrained = evaluate.evaluate_state(exp, exp.init_state(), str(tmp_path / 'untrained'))
   state = trainer.train(config, str(tmp_path / 'run'))
   trained = evaluate.evaluate_state(exp, state, str(tmp_path / 'trained'))
-  print(f'density_tv untrained {untrained["density_tv"]:.3f} trained {trained["density_tv"]:.3f}; '
-        f'sample_tv untrained {untrained["sample_tv"]:.3f} trained {trained["sample_tv"]:.3f} '
-        f'(floor {trained["sample_tv_floor"]:.3f})')
+  print(f'{config.method}: density_tv untrained {untrained["density_tv"]:.3f} trained '
+        f'{trained["density_tv"]:.3f}; sample_tv untrained {untrained["sample_tv"]:.3f} trained '
+        f'{trained["sample_tv"]:.3f} (floor {trained["sample_tv_floor"]:.3f})')
+  return untrained, trained
+
+
+def test_triangle_learns_the_8gaussians_density(tmp_path):
+  """The trained energy's exp(−E)/Z is far closer (TV) to the true density than the initial one."""
+  untrained, trained = _train_on_toy2d(triangle_toy2d.get_config(), tmp_path)
   assert trained['density_tv'] < 0.55
   assert trained['density_tv'] < 0.7 * untrained['density_tv']
   assert trained['sample_tv'] < 0.5 * untrained['sample_tv']
@@ -42,14 +47,7 @@ def test_triangle_and_vae_reconstruct_real_digits(tmp_path):
 
 def test_short_run_ebm_learns_the_8gaussians_density(tmp_path):
   """Unit-temperature short-run chains: exp(−E)/Z and the chains' samples both match the data."""
-  config = ebm_toy2d.get_config()
-  exp = experiment.build(config)
-  untrained = evaluate.evaluate_state(exp, exp.init_state(), str(tmp_path / 'untrained'))
-  state = trainer.train(config, str(tmp_path / 'run'))
-  trained = evaluate.evaluate_state(exp, state, str(tmp_path / 'trained'))
-  print(f'ebm density_tv untrained {untrained["density_tv"]:.3f} trained {trained["density_tv"]:.3f}; '
-        f'sample_tv untrained {untrained["sample_tv"]:.3f} trained {trained["sample_tv"]:.3f} '
-        f'(floor {trained["sample_tv_floor"]:.3f})')
+  untrained, trained = _train_on_toy2d(ebm_toy2d.get_config(), tmp_path)
   assert trained['density_tv'] < 0.35
   assert trained['density_tv'] < 0.5 * untrained['density_tv']
   assert trained['sample_tv'] < 2 * trained['sample_tv_floor']
