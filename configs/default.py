@@ -74,6 +74,7 @@ def get_config(arg=None):
   config.eval.grid_extent = 4.5  # the 2-D grid spans [-extent, extent]^2
   config.eval.sample_grid_size = 50  # coarser grid for the histogram of generator samples
   config.eval.num_tv_samples = 100_000  # generator samples behind `sample_tv`
+  config.eval.long_run_factor = 10  # long-run chains take this many times ebm.n_steps (0: none)
   return finish(config, arg)
 
 
@@ -116,5 +117,6 @@ def smoke(config):
   config.eval.max_test_examples = 64
   config.eval.grid_size = 40
   config.eval.num_tv_samples = 4_000
+  config.eval.long_run_factor = 2
   config.data.max_examples = 256
   return config

@@ -41,3 +41,17 @@ def test_short_run_chains_start_from_uniform_noise():
   assert x0.min() >= config.ebm.init_low and x0.max() <= config.ebm.init_high
   np.testing.assert_allclose(x0.var(axis=0), (config.ebm.init_high - config.ebm.init_low) ** 2 / 12,
                              rtol=0.03)
+
+
+def test_long_run_diagnostics_are_reported(tmp_path):
+  from egm import experiment
+  from egm.evaluation import evaluate
+  config = ebm_toy2d.get_config('smoke')
+  exp = experiment.build(config)
+  results = evaluate.evaluate_state(exp, exp.init_state(), str(tmp_path))
+  assert results['long_run_steps'] == config.eval.long_run_factor * config.ebm.n_steps
+  assert 0.0 <= results['long_run_mh_acceptance'] <= 1.0
+  for name in ('short_run', 'long_run', 'long_run_mh'):
+    assert 0.0 <= results[f'{name}_tv'] <= 1.0
+    assert np.isfinite(results[f'{name}_energy'])
+    assert (tmp_path / f'{name}.png').exists()

@@ -20,7 +20,7 @@ import numpy as np
 from egm import data
 from egm.checkpointing import Checkpointer
 from egm.errors import EgmError
-from egm.evaluation import density, images
+from egm.evaluation import density, images, long_run
 
 
 def reconstruction_mse(method, state, source, eval_config) -> tuple[float, np.ndarray, np.ndarray]:
@@ -37,6 +37,14 @@ def reconstruction_mse(method, state, source, eval_config) -> tuple[float, np.nd
   return total / count, first[0], first[1]
 
 
+def sample_tv(samples: np.ndarray, toy_name: str, eval_config) -> float:
+  """TV between a histogram of 2-D samples (n, 2) and the true density, on the coarse grid."""
+  extent, coarse = eval_config.grid_extent, eval_config.sample_grid_size
+  sampler = lambda rng, n: data.sample_toy2d(toy_name, rng, n)
+  return density.total_variation(density.histogram_density(samples, extent, coarse),
+                                 density.true_density(sampler, extent, coarse))
+
+
 def density_metrics(method, state, toy_name: str, eval_config, key, out_dir: str) -> dict:
   """density_tv/kl of exp(−E) and sample_tv of generator samples against the true 2-D density."""
   extent = eval_config.grid_extent
@@ -49,11 +57,8 @@ def density_metrics(method, state, toy_name: str, eval_config, key, out_dir: str
   if hasattr(method, 'sample'):
     samples = np.asarray(jax.jit(method.sample, static_argnums=2)(
         state, key, eval_config.num_tv_samples))
-    coarse = eval_config.sample_grid_size
-    true_coarse = density.true_density(sampler, extent, coarse)
-    n = eval_config.num_tv_samples
-    results['sample_tv'] = density.total_variation(
-        density.histogram_density(samples, extent, coarse), true_coarse)
+    results['sample_tv'] = sample_tv(samples, toy_name, eval_config)
+    n, coarse = eval_config.num_tv_samples, eval_config.sample_grid_size
     floor_a, floor_b = (density.histogram_density(sampler(np.random.default_rng(s), n), extent, coarse)
                         for s in (11, 12))
     results['sample_tv_floor'] = density.total_variation(floor_a, floor_b)
@@ -81,6 +86,9 @@ def evaluate_state(exp, state, out_dir: str) -> dict:
   else:
     samples = jax.jit(exp.method.sample, static_argnums=2)(state, key, cfg.num_samples)
     images.save_image_grid(os.path.join(out_dir, 'samples.png'), np.asarray(samples))
+  if hasattr(exp.method, 'long_run') and cfg.long_run_factor > 0:
+    points_tv = lambda x: sample_tv(x, exp.dataset.toy2d, cfg)
+    results.update(long_run.diagnostics(exp, state, jax.random.fold_in(key, 1), out_dir, points_tv))
   if hasattr(exp.method, 'reconstruct') and exp.dataset.test is not None:
     mse, x, x_rec = reconstruction_mse(exp.method, state, exp.dataset.test, cfg)
     results['rec_mse'] = mse

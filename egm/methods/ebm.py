@@ -99,5 +99,9 @@ class EBM:
 
   def sample(self, state, key, n):
     """Short-run samples: K steps from fresh noise (as the model is trained to produce)."""
+    return self.long_run(state, key, n, self.hp.n_steps)[0]
+
+  def long_run(self, state, key, n, n_steps, metropolis=False):
+    """`n_steps` steps from fresh noise, for the long-run diagnostics; (x, LangevinInfo)."""
     k_init, k_chain = jax.random.split(key)
-    return self.run_chains(state, self.noise(k_init, n), k_chain)[0]
+    return self.run_chains(state, self.noise(k_init, n), k_chain, n_steps, metropolis)
