@@ -1,10 +1,15 @@
 """The `ebm` method: short-run and persistent chains, the buffer, one jitted update."""
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from configs import ebm_toy2d
+from egm.errors import EgmError
 from egm.methods import make_method
+from egm.sampling import langevin
 
 
 def _method(**ebm):
@@ -55,3 +60,21 @@ def test_long_run_diagnostics_are_reported(tmp_path):
     assert 0.0 <= results[f'{name}_tv'] <= 1.0
     assert np.isfinite(results[f'{name}_energy'])
     assert (tmp_path / f'{name}.png').exists()
+
+
+@pytest.mark.parametrize('override, phrase', [
+    ({'n_steps': 0}, 'ebm.n_steps is 0'),
+    ({'step_size': -1.0}, 'ebm.step_size is -1.0'),
+    ({'noise_scale': -0.1}, 'ebm.noise_scale is -0.1'),
+    ({'persistent': True, 'rejuvenation': 1.5}, 'ebm.rejuvenation is 1.5'),
+    ({'persistent': True, 'buffer_size': 4}, 'ebm.buffer_size 4 is smaller than the batch 16'),
+])
+def test_bad_ebm_settings(override, phrase):
+  with pytest.raises(EgmError, match=re.escape(phrase) + '.*--config.ebm'):
+    _method(**override)
+
+
+def test_energy_of_the_wrong_shape_is_named():
+  with pytest.raises(EgmError, match='energy_fn must return one scalar per example'):
+    langevin(lambda x: jnp.sum(x), jnp.zeros((4, 2)), jax.random.key(0), n_steps=2,
+             step_size=0.1, noise_scale=0.1)

@@ -10,9 +10,31 @@ The chains are constants to the update (`stop_gradient`).
 import jax
 import jax.numpy as jnp
 
+from egm.errors import EgmError
 from egm.methods import base
 from egm.nets import make_networks
 from egm.sampling import langevin, mala
+
+
+def check_config(hp, batch_size: int) -> None:
+  """Raises EgmError naming the `config.ebm` key that cannot work, and a value that can."""
+  problems = []
+  if int(hp.n_steps) != hp.n_steps or hp.n_steps < 1:
+    problems.append(f'ebm.n_steps is {hp.n_steps}: the chains need K >= 1 steps (e.g. 100)')
+  for key in ('step_size', 'noise_scale', 'mh_step_size', 'data_noise'):
+    if hp[key] < 0:
+      problems.append(f'ebm.{key} is {hp[key]}: it is a magnitude and must be >= 0')
+  if hp.mh_step_size == 0:
+    problems.append('ebm.mh_step_size is 0: the MH-adjusted chains need a positive step')
+  if not hp.init_low < hp.init_high:
+    problems.append(f'ebm.init_low {hp.init_low} must be below ebm.init_high {hp.init_high}')
+  if hp.persistent and not 0 <= hp.rejuvenation <= 1:
+    problems.append(f'ebm.rejuvenation is {hp.rejuvenation}: a fraction in [0, 1]')
+  if hp.persistent and hp.buffer_size < batch_size:
+    problems.append(f'ebm.buffer_size {hp.buffer_size} is smaller than the batch {batch_size}')
+  if problems:
+    raise EgmError('Bad ebm settings: ' + '; '.join(problems) +
+                   '. Fix them with --config.ebm.<key>=<value>.')
 
 
 @base.register('ebm')
@@ -21,6 +43,7 @@ class EBM:
 
   def __init__(self, config, x_shape, steps_per_epoch):
     self.nets = make_networks(config.model, x_shape)
+    check_config(config.ebm, config.train.batch_size)
     self.hp = config.ebm
     self.x_shape = x_shape
     self.opt = base.make_optimizers(config.optim, steps_per_epoch, ('energy',))['energy']
