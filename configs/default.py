@@ -117,6 +117,8 @@ def smoke(config):
   config.eval.max_test_examples = 64
   config.eval.grid_size = 40
   config.eval.num_tv_samples = 4_000
-  config.eval.long_run_factor = 2
   config.data.max_examples = 256
+  config.ebm.n_steps = min(config.ebm.n_steps, 5)
+  config.ebm.buffer_size = min(config.ebm.buffer_size, 64)
+  config.eval.long_run_factor = min(config.eval.long_run_factor, 2)
   return config

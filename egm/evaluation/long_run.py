@@ -40,6 +40,7 @@ def diagnostics(exp, state, key, out_dir: str, points_tv=None) -> dict:
                              cfg.grid_extent)
   if not points:
     shown = min(n, 16)
-    grid = np.concatenate([np.asarray(x[:shown]) for x, _ in chains.values()])
+    # The MH-adjusted chain is not clamped (that would break detailed balance): clip for display.
+    grid = np.clip(np.concatenate([np.asarray(x[:shown]) for x, _ in chains.values()]), -1, 1)
     images.save_image_grid(os.path.join(out_dir, 'short_vs_long_run.png'), grid, ncols=shown)
   return results
