@@ -50,7 +50,12 @@ def train(config, workdir: str):
     print(f'resumed from step {start_step}', flush=True)
 
   replicated = parallel.replicated(exp.mesh)
-  update = jax.jit(exp.method.update,
+
+  def train_step(state, batch, train_key):
+    """One update with the key of this step, `fold_in(train_key, state['step'])`."""
+    return exp.method.update(state, batch, jax.random.fold_in(train_key, state['step']))
+
+  update = jax.jit(train_step,
                    in_shardings=(replicated, parallel.data_sharding(exp.mesh), replicated),
                    out_shardings=(replicated, replicated), donate_argnums=0)
   sample = jax.jit(exp.method.sample, static_argnums=2, out_shardings=replicated)
@@ -67,7 +72,7 @@ def train(config, workdir: str):
   try:
     while step < config.train.num_steps and not stop.requested:
       batch = parallel.global_batch(next(batches), exp.mesh)
-      state, metrics = update(state, batch, jax.random.fold_in(keys['train'], step))
+      state, metrics = update(state, batch, keys['train'])
       step += 1
       if step % config.train.log_every == 0 or step == config.train.num_steps:
         writer.write(step, jax.device_get(metrics))
