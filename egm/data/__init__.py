@@ -2,7 +2,7 @@
 
 Importing this package registers every source prefix (see sources.py).
 """
-from egm.data import idx, image_files, npz_source, sklearn_source, tfds_source
+from egm.data import idx, image_files, npz_source, sklearn_source, texture, tfds_source
 from egm.data.dataset import ArraySource, Dataset
 from egm.data.pipeline import eval_batches, train_batches
 from egm.data.sources import load_dataset

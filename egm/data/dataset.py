@@ -48,7 +48,7 @@ class ArraySource:
     return ArraySource(self.x[:n], label)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
   """A loaded data source.
 
@@ -61,6 +61,8 @@ class Dataset:
     num_classes: number of classes when labels exist, else None.
     toy2d: the toy distribution's name when kind == 'points' and the points
       come from `sample_toy2d` (for true-density evaluation), else None.
+    exemplar: uint8 (H, W, C), the whole image when the examples are crops of
+      one texture (`texture:` source), else None.
   """
   name: str
   kind: str
@@ -68,6 +70,7 @@ class Dataset:
   test: ArraySource | None
   num_classes: int | None
   toy2d: str | None = None
+  exemplar: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,12 +84,15 @@ class LoadOptions:
     test_split: name of the test split.
     data_dir: tfds data directory ('' means $TFDS_DATA_DIR or
       ~/tensorflow_datasets).
+    texture_size: shorter side, in pixels, a texture exemplar is resized to
+      before cropping (0: as it is).
   """
   image_size: int = 32
   channels: int = 3
   train_split: str = 'train'
   test_split: str = 'test'
   data_dir: str = ''
+  texture_size: int = 0
 
 
 def image_dataset(name: str, train: ArraySource, test: ArraySource | None,

@@ -10,7 +10,7 @@ import dataclasses
 import os
 from typing import Callable
 
-from egm.data.dataset import Dataset, LoadOptions
+from egm.data.dataset import ArraySource, Dataset, LoadOptions
 from egm.errors import EgmError
 
 Loader = Callable[[str, LoadOptions], Dataset]
@@ -37,8 +37,10 @@ def load_dataset(data_config) -> Dataset:
     data_config: the `config.data` ConfigDict (see configs/default.py).
 
   Returns:
-    The Dataset; its train split holds only the first
-    `data_config.max_examples` examples when that is > 0.
+    The Dataset. With `data_config.holdout` N > 0 its last N training
+    examples become the test split (and leave the training split); then
+    the train split keeps only the first `data_config.max_examples`
+    examples when that is > 0.
   """
   source = data_config.source
   prefix, sep, argument = source.partition(':')
@@ -63,12 +65,28 @@ def load_dataset(data_config) -> Dataset:
       channels=int(data_config.channels),
       train_split=data_config.train_split,
       test_split=data_config.test_split,
-      data_dir=data_config.data_dir)
+      data_dir=data_config.data_dir,
+      texture_size=int(data_config.texture_size))
   dataset = _LOADERS[prefix](argument, options)
+  if data_config.holdout > 0:
+    dataset = hold_out(dataset, int(data_config.holdout))
   if data_config.max_examples > 0:
     dataset = dataclasses.replace(
         dataset, train=dataset.train.take(data_config.max_examples))
   return dataset
+
+
+def hold_out(dataset: Dataset, n: int) -> Dataset:
+  """The last `n` training examples as the test split, the rest as the training split."""
+  train = dataset.train
+  if n >= len(train):
+    raise EgmError(
+        f'config.data.holdout is {n}, but the training split has only {len(train)} '
+        'examples. Lower --config.data.holdout.')
+  label = train.label
+  keep, held = (ArraySource(train.x[:-n], None if label is None else label[:-n]),
+                ArraySource(train.x[-n:], None if label is None else label[-n:]))
+  return dataclasses.replace(dataset, train=keep, test=held)
 
 
 def require_path(path: str, source: str) -> str:

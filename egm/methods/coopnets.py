@@ -1,0 +1,173 @@
+"""CoopNets: a descriptor (EBM) and a generator trained by MCMC teaching (arXiv 1609.09408).
+
+One update:
+  1. the generator proposes x̂ = G(z), z ~ N(0, I);
+  2. K Langevin steps on the descriptor revise x̂ → x̃:
+     y ← y − δ²/2·∇E(y) + δ·ε, where E includes the Gaussian reference
+     ‖y‖²/(2σ²) when `model.energy_reference_std` = σ > 0;
+  3. the descriptor descends mean E(x_data) − mean E(x̃);
+  4. optionally `coopnets.infer_steps` z-space Langevin steps infer z' for x̃
+     from z (posterior of x̃ = G(z) + N(0, σ_g²), σ_g = `model.sigma`), else z' = z;
+  5. the generator descends ‖x̃ − G(z')‖²/(2σ_g²): it learns where the
+     descriptor's Langevin dynamics took its own proposals.
+The chains are constants to both losses. Pattern completion (`complete`) infers
+z on the observed pixels, fills the missing ones with G(z), then runs descriptor
+Langevin on the missing pixels only.
+"""
+import jax
+import jax.numpy as jnp
+
+from egm.errors import EgmError
+from egm.methods import base
+from egm.nets import make_networks, texture_latent_shape
+from egm.sampling import langevin, latent_posterior_energy
+
+
+def check_config(hp) -> None:
+  """Raises EgmError naming the `config.coopnets` key that cannot work."""
+  problems = []
+  for key in ('n_steps', 'infer_steps', 'completion_infer_steps'):
+    if int(hp[key]) != hp[key] or hp[key] < 0:
+      problems.append(f'coopnets.{key} is {hp[key]}: a whole number of steps >= 0')
+  if hp.n_steps < 1:
+    problems.append(f'coopnets.n_steps is {hp.n_steps}: the revision needs K >= 1 steps (e.g. 15)')
+  if hp.completion_infer_steps < 1:
+    problems.append(f'coopnets.completion_infer_steps is {hp.completion_infer_steps}: pattern '
+                    'completion infers z with >= 1 steps (e.g. 100)')
+  for key in ('step_size', 'infer_step_size', 'energy_l2'):
+    if hp[key] < 0:
+      problems.append(f'coopnets.{key} is {hp[key]}: it is a magnitude and must be >= 0')
+  if problems:
+    raise EgmError('Bad coopnets settings: ' + '; '.join(problems) +
+                   '. Fix them with --config.coopnets.<key>=<value>.')
+
+
+@base.register('coopnets')
+class CoopNets:
+  """Descriptor E and generator G; samples are G's proposals revised by Langevin on E."""
+
+  def __init__(self, config, x_shape, steps_per_epoch):
+    check_config(config.coopnets)
+    self.nets = make_networks(config.model, x_shape)
+    self.hp = config.coopnets
+    self.sigma = config.model.sigma
+    self.z_dim = config.model.z_dim
+    self.x_shape = x_shape
+    self.opt = base.make_optimizers(config.optim, steps_per_epoch, ('energy', 'generator'))
+    self.clip = (-1.0, 1.0) if len(x_shape) == 3 else None
+
+  def init(self, key, example_batch):
+    x = example_batch['x'][:2]
+    k_e, k_g = jax.random.split(key)
+    z = jnp.zeros((x.shape[0],) + self.nets.z_shape, jnp.float32)
+    return {
+        'energy': base.init_network(self.nets.energy, self.opt['energy'], k_e, x),
+        'generator': base.init_network(self.nets.generator, self.opt['generator'], k_g, z),
+        'step': jnp.zeros((), jnp.int32),
+    }
+
+  def energy(self, state, x):
+    return base.apply_network(self.nets.energy, state['energy'], x)
+
+  def _generate(self, state, z, train):
+    """G(z); in training mode the batch's own BatchNorm statistics (not stored)."""
+    out = base.apply_network(self.nets.generator, state['generator'], z, train=train)
+    return out[0] if train else out
+
+  def revise(self, state, x, key, n_steps=None, mask=None):
+    """Descriptor Langevin from x (B, ...): y ← y − δ²/2·∇E(y) + δ·ε; (x̃, LangevinInfo).
+
+    With `mask` (1 = observed, broadcasting to x) only the unobserved entries move.
+    """
+    energy_fn = lambda y: self.energy(state, y)
+    if mask is not None:
+      energy_fn = lambda y: self.energy(state, mask * x + (1.0 - mask) * y)
+    delta = self.hp.step_size
+    y, info = langevin(energy_fn, x, key, n_steps=n_steps or self.hp.n_steps,
+                       step_size=0.5 * delta ** 2, noise_scale=delta, stop_gradient=True,
+                       clip=self.clip)
+    return (y if mask is None else mask * x + (1.0 - mask) * y), info
+
+  def infer(self, state, x, z0, key, n_steps, mask=None, train=True):
+    """z-space Langevin on −log p(z | x) from z0: z ← z − δ_z²/2·∇ + δ_z·ε; (B, *z_shape)."""
+    energy_fn = latent_posterior_energy(lambda z: self._generate(state, z, train), x,
+                                        self.sigma, mask)
+    delta = self.hp.infer_step_size
+    z, _ = langevin(energy_fn, z0, key, n_steps=n_steps, step_size=0.5 * delta ** 2,
+                    noise_scale=delta, stop_gradient=True)
+    return z
+
+  def update(self, state, batch, key):
+    k_z, k_revise, k_infer = jax.random.split(key, 3)
+    x_data = batch['x']
+    b = x_data.shape[0]
+    z = jax.random.normal(k_z, (b,) + self.nets.z_shape, jnp.float32)
+    x_proposed = self._generate(state, z, train=True)
+    x_revised, info = self.revise(state, x_proposed, k_revise)
+    if self.hp.infer_steps:
+      z = self.infer(state, x_revised, z, k_infer, self.hp.infer_steps)
+
+    def descriptor_loss(params):
+      net = base.with_params(state['energy'], params)
+      e = base.apply_network(self.nets.energy, net, jnp.concatenate([x_data, x_revised]))
+      e_data, e_revised = jnp.split(e, 2)
+      diff = jnp.mean(e_data) - jnp.mean(e_revised)
+      return diff + self.hp.energy_l2 * jnp.mean(jnp.square(e)), (e_data, e_revised, diff)
+
+    def generator_loss(params):
+      net = base.with_params(state['generator'], params)
+      x_gen, stats = base.apply_network(self.nets.generator, net, z, train=True)
+      return jnp.mean(base.gaussian_reconstruction(x_revised, x_gen, self.sigma)), stats
+
+    e_grads, (e_data, e_revised, diff) = jax.grad(descriptor_loss, has_aux=True)(
+        state['energy']['params'])
+    (g_loss, g_stats), g_grads = jax.value_and_grad(generator_loss, has_aux=True)(
+        state['generator']['params'])
+    new_state = {
+        'energy': base.apply_gradients(state['energy'], e_grads, self.opt['energy']),
+        'generator': base.apply_gradients(state['generator'], g_grads, self.opt['generator'],
+                                          g_stats),
+        'step': state['step'] + 1,
+    }
+    metrics = {
+        'loss': diff,
+        'energy_data': jnp.mean(e_data),
+        'energy_revised': jnp.mean(e_revised),
+        'energy_diff': diff,
+        'generator_loss': g_loss,
+        'revision_mse': base.masked_mse(x_revised, x_proposed),
+        'chain_grad_norm_first': info.grad_norm[0],
+        'chain_grad_norm_last': info.grad_norm[-1],
+    }
+    return new_state, metrics
+
+  def latent_shape(self, side=None):
+    """Per-example latent shape; for the texture nets, that of side x side images."""
+    if side is None or len(self.nets.z_shape) == 1:
+      return self.nets.z_shape
+    return texture_latent_shape(side, self.z_dim)
+
+  def generator_sample(self, state, key, n, side=None):
+    """The generator's proposals G(z), z ~ N(0, I): (n, ...); `side` for texture nets."""
+    z = jax.random.normal(key, (n,) + self.latent_shape(side), jnp.float32)
+    return self._generate(state, z, train=False)
+
+  def sample(self, state, key, n, side=None):
+    """The model's samples: proposals revised by K descriptor Langevin steps."""
+    k_gen, k_revise = jax.random.split(key)
+    return self.revise(state, self.generator_sample(state, k_gen, n, side), k_revise)[0]
+
+  def complete(self, state, x, mask, key):
+    """Fills the unobserved pixels of x (B, ...) where mask (B, H, W, 1) is 0.
+
+    z is inferred from N(0, I) by `completion_infer_steps` Langevin steps on the
+    observed pixels, the holes are filled with G(z), then K descriptor steps
+    move only the unobserved pixels.
+    """
+    if mask.shape[0] != x.shape[0]:
+      raise EgmError(f'mask has {mask.shape[0]} rows for {x.shape[0]} images: give one per image.')
+    k_z, k_infer, k_revise = jax.random.split(key, 3)
+    z0 = jax.random.normal(k_z, (x.shape[0],) + self.latent_shape(x.shape[1]), jnp.float32)
+    z = self.infer(state, x, z0, k_infer, self.hp.completion_infer_steps, mask, train=False)
+    filled = mask * x + (1.0 - mask) * self._generate(state, z, train=False)
+    return self.revise(state, filled, k_revise, mask=mask)[0]
