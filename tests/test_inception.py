@@ -117,8 +117,8 @@ def test_grey_images_equal_their_rgb_repeat(apply_fn, images):
 def test_numpy_reader_reads_files_written_by_torch(tmp_path, monkeypatch):
   torch = pytest.importorskip('torch')
   base = torch.randn(10, 6)
-  state = {'view': base[:, 1:4], 'transposed': base.t(), 'count': torch.tensor(3),
-           'half': torch.randn(5).half()}
+  state = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 1), torch.nn.BatchNorm2d(3)).state_dict()
+  state.update(view=base[:, 1:4], transposed=base.t(), half=torch.randn(5).half())
   for legacy in (False, True):
     path = str(tmp_path / f'legacy_{legacy}.pth')
     torch.save(state, path, _use_new_zipfile_serialization=not legacy)

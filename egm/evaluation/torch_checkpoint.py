@@ -93,10 +93,13 @@ def _read_zip(path: str) -> dict:
     if not pickles:
       raise EgmError(f'{path} is a zip file but holds no data.pkl: not a torch.save checkpoint.')
     root = pickles[0][:-len('data.pkl')]
+    names = set(archive.namelist())
+    big = f'{root}byteorder' in names and archive.read(f'{root}byteorder') == b'big'
 
     def load_storage(dtype, key, numel):
       raw = archive.read(f'{root}data/{key}')
-      return np.frombuffer(raw, dtype=dtype.newbyteorder('<'), count=numel).astype(dtype)
+      order = '>' if big else '<'
+      return np.frombuffer(raw, dtype=dtype.newbyteorder(order), count=numel).astype(dtype)
 
     with archive.open(pickles[0]) as f:
       return _Unpickler(io.BytesIO(f.read()), load_storage).load()
