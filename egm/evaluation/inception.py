@@ -6,6 +6,7 @@ weights are `pt_inception-2015-12-05-6726825d.pth`. Parameter names follow the P
 names, so `Mixed_5b.branch1x1.conv.weight` becomes params['Mixed_5b']['branch1x1']['conv'].
 """
 
+import functools
 import os
 
 from flax import traverse_util
@@ -167,28 +168,29 @@ class InceptionV3(nn.Module):
     return pool3, nn.Dense(NUM_CLASSES, name='fc')(pool3)
 
 
+_TO_TORCH_AXES = {4: (3, 2, 0, 1), 2: (1, 0)}  # Conv HWIO -> OIHW, dense (in, out) -> (out, in).
+_FROM_TORCH_AXES = {4: (2, 3, 1, 0), 2: (1, 0)}
+_TORCH_LEAF_NAMES = {'kernel': 'weight', 'scale': 'weight', 'bias': 'bias',
+                     'mean': 'running_mean', 'var': 'running_var'}
+
+
 def _torch_name(path: tuple[str, ...]) -> str:
   """Flax variable path ('params', ..., 'conv', 'kernel') -> PyTorch state-dict key."""
-  collection, *modules, leaf = path
-  leaf = {'kernel': 'weight', 'scale': 'weight', 'bias': 'bias', 'mean': 'running_mean',
-          'var': 'running_var'}[leaf]
-  del collection
-  return '.'.join(modules + [leaf])
+  _, *modules, leaf = path
+  return '.'.join(modules + [_TORCH_LEAF_NAMES[leaf]])
 
 
-def _to_torch_layout(array: np.ndarray) -> np.ndarray:
-  """Conv kernels HWIO -> OIHW and dense kernels (in, out) -> (out, in); others unchanged."""
-  return {4: lambda a: a.transpose(3, 2, 0, 1), 2: lambda a: a.T}.get(array.ndim, lambda a: a)(
-      array)
+def _torch_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+  return tuple(shape[a] for a in _TO_TORCH_AXES.get(len(shape), range(len(shape))))
 
 
 def _from_torch_layout(array: np.ndarray) -> np.ndarray:
-  return {4: lambda a: a.transpose(2, 3, 1, 0), 2: lambda a: a.T}.get(array.ndim, lambda a: a)(
-      array)
+  return array.transpose(_FROM_TORCH_AXES.get(array.ndim, range(array.ndim)))
 
 
+@functools.cache
 def _variable_shapes() -> dict[tuple[str, ...], tuple[int, ...]]:
-  """Flax variable path -> shape, from the architecture (no computation)."""
+  """Flax variable path -> shape, from the architecture (traced, not computed)."""
   shapes = jax.eval_shape(InceptionV3().init, jax.random.key(0),
                           jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32))
   flat = traverse_util.flatten_dict(unfreeze(shapes))
@@ -197,8 +199,7 @@ def _variable_shapes() -> dict[tuple[str, ...], tuple[int, ...]]:
 
 def expected_state_shapes() -> dict[str, tuple[int, ...]]:
   """PyTorch key -> PyTorch shape of every tensor the weights file must hold."""
-  return {_torch_name(path): _to_torch_layout(np.empty(shape, np.bool_)).shape
-          for path, shape in _variable_shapes().items()}
+  return {_torch_name(path): _torch_shape(shape) for path, shape in _variable_shapes().items()}
 
 
 def random_state_dict(seed: int = 0) -> dict[str, np.ndarray]:
@@ -247,7 +248,7 @@ def state_dict_to_variables(state: dict[str, np.ndarray]) -> dict:
   for path, shape in shapes.items():
     key = _torch_name(path)
     value = np.asarray(state[key])
-    torch_shape = _to_torch_layout(np.empty(shape, np.bool_)).shape
+    torch_shape = _torch_shape(shape)
     if value.shape != torch_shape:
       raise EgmError(
           f'Inception weight {key} has shape {value.shape}, expected {torch_shape}. The file is '
