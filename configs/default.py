@@ -23,8 +23,11 @@ def get_config(arg=None):
   config.data.dequantize = 0.0  # std of Gaussian noise added to training data in [-1, 1] units
   config.data.prefetch = 2  # batches prepared ahead on a background thread
   config.data.max_examples = 0  # >0 keeps only the first N training examples
+  config.data.holdout = 0  # >0 makes the last N training examples the test split
+  config.data.texture_size = 0  # texture: sources: exemplar's shorter side in pixels (0: as is)
 
   config.model = ml_collections.ConfigDict()
+  config.model.architecture = 'auto'  # 'auto' (MLPs for points, ConvNets for images) | 'texture'
   config.model.z_dim = 100
   config.model.width = 64  # base channel count of the conv nets / hidden units of the MLPs
   config.model.mlp_depth = 3  # hidden layers of the 2-D MLP nets
@@ -58,6 +61,20 @@ def get_config(arg=None):
   config.ebm.rejuvenation = 0.05  # fraction of buffer chains restarted from noise
   config.ebm.energy_l2 = 0.0  # weight of mean E^2
 
+  config.classifier = ml_collections.ConfigDict()  # method=classifier (a feature network)
+  config.classifier.num_classes = 10
+  config.classifier.feature_dim = 128  # width of the penultimate layer (the feature space)
+  config.classifier.lr = 1e-3
+  config.classifier.feature_name = 'classifier'  # metrics in its space: fid_<feature_name>, ...
+
+  config.coopnets = ml_collections.ConfigDict()
+  config.coopnets.n_steps = 15  # K descriptor Langevin steps revising each proposal
+  config.coopnets.step_size = 0.002  # δ in y <- y - δ²/2 dE/dy + δ·eps (unit temperature)
+  config.coopnets.infer_steps = 0  # z-space Langevin steps inferring z for the revised x (0: off)
+  config.coopnets.infer_step_size = 0.1  # δ_z of the z-space Langevin
+  config.coopnets.completion_infer_steps = 100  # z-space steps on observed pixels in completion
+  config.coopnets.energy_l2 = 0.0  # weight of mean E^2 on the descriptor
+
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 100  # global batch, split over all devices of all processes
   config.train.num_steps = 100_000
@@ -65,6 +82,7 @@ def get_config(arg=None):
   config.train.checkpoint_every = 2_000
   config.train.sample_every = 2_000
   config.train.keep_checkpoints = 3
+  config.train.max_minutes = 0.0  # >0: stop (with a checkpoint) after this time; one process
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 500
@@ -75,6 +93,16 @@ def get_config(arg=None):
   config.eval.sample_grid_size = 50  # coarser grid for the histogram of generator samples
   config.eval.num_tv_samples = 100_000  # generator samples behind `sample_tv`
   config.eval.long_run_factor = 10  # long-run chains take this many times ebm.n_steps (0: none)
+  config.eval.synthesis_size = 96  # texture data: side of the synthesised texture, in pixels
+  config.eval.completion_mask = 'block:14'  # occlusion for pattern completion (methods with it)
+  config.eval.metrics = 'all'  # comma-separated names from egm/evaluation/registry.py, or 'all'
+  config.eval.feature_workdir = ''  # workdir of a trained method=classifier run: feature metrics
+  config.eval.inception_weights = ''  # FID Inception .pth/.npz; '' means $EGM_INCEPTION_WEIGHTS
+  config.eval.num_fid_samples = 10_000  # generated and real images behind FID/KID/precision
+  config.eval.ood_source = ''  # data source of out-of-distribution images for OOD AUROC
+  config.eval.num_neighbours = 5  # nearest training images shown per sample
+  config.eval.max_neighbour_examples = 10_000  # training images searched for neighbours
+  config.eval.trajectory_frames = 8  # chain states shown per Langevin trajectory
   return finish(config, arg)
 
 
@@ -120,5 +148,11 @@ def smoke(config):
   config.data.max_examples = 256
   config.ebm.n_steps = min(config.ebm.n_steps, 5)
   config.ebm.buffer_size = min(config.ebm.buffer_size, 64)
+  config.coopnets.n_steps = min(config.coopnets.n_steps, 3)
+  config.coopnets.infer_steps = min(config.coopnets.infer_steps, 2)
+  config.coopnets.completion_infer_steps = min(config.coopnets.completion_infer_steps, 3)
+  config.eval.synthesis_size = min(config.eval.synthesis_size, 32)
   config.eval.long_run_factor = min(config.eval.long_run_factor, 2)
+  config.eval.num_fid_samples = 64
+  config.eval.max_neighbour_examples = 256
   return config

@@ -6,6 +6,7 @@ resumes from the newest checkpoint and saves on SIGTERM.
 """
 import os
 import signal
+import time
 
 import jax
 import numpy as np
@@ -36,6 +37,21 @@ def save_samples(path: str, samples: np.ndarray, extent: float) -> None:
     images.save_image_grid(path, samples)
 
 
+def jit_update(method, mesh):
+  """`method.update` jitted once over `mesh`: (state, batch, train_key) -> (state, metrics).
+
+  The batch is sharded on `data`, the state replicated and donated; the step's key is
+  `fold_in(train_key, state['step'])`, made inside the program (no host work per step).
+  """
+  replicated = parallel.replicated(mesh)
+
+  def train_step(state, batch, train_key):
+    return method.update(state, batch, jax.random.fold_in(train_key, state['step']))
+
+  return jax.jit(train_step, in_shardings=(replicated, parallel.data_sharding(mesh), replicated),
+                 out_shardings=(replicated, replicated), donate_argnums=0)
+
+
 def train(config, workdir: str):
   """Trains `config` in `workdir` (resuming there if it holds a checkpoint); returns the state."""
   exp = experiment.build(config)
@@ -50,15 +66,10 @@ def train(config, workdir: str):
     print(f'resumed from step {start_step}', flush=True)
 
   replicated = parallel.replicated(exp.mesh)
-
-  def train_step(state, batch, train_key):
-    """One update with the key of this step, `fold_in(train_key, state['step'])`."""
-    return exp.method.update(state, batch, jax.random.fold_in(train_key, state['step']))
-
-  update = jax.jit(train_step,
-                   in_shardings=(replicated, parallel.data_sharding(exp.mesh), replicated),
-                   out_shardings=(replicated, replicated), donate_argnums=0)
-  sample = jax.jit(exp.method.sample, static_argnums=2, out_shardings=replicated)
+  update = jit_update(exp.method, exp.mesh)
+  sample = None
+  if hasattr(exp.method, 'sample'):
+    sample = jax.jit(exp.method.sample, static_argnums=2, out_shardings=replicated)
   batches = data.train_batches(
       exp.dataset.train, global_batch_size=config.train.batch_size, seed=config.seed,
       start_step=start_step, process_index=jax.process_index(),
@@ -66,17 +77,24 @@ def train(config, workdir: str):
       dequantize=config.data.dequantize, prefetch=config.data.prefetch)
   writer = MetricWriter(workdir, config.train.num_steps, enabled=is_main)
   keys = experiment.run_keys(config.seed)
+  train_key = jax.device_put(keys['train'], replicated)  # once, not a transfer per step
   stop = _StopFlag()
   previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
   step = start_step
+  deadline = time.monotonic() + 60 * config.train.max_minutes
   try:
     while step < config.train.num_steps and not stop.requested:
+      if config.train.max_minutes > 0 and time.monotonic() > deadline:
+        print(f'train.max_minutes={config.train.max_minutes} reached at step {step}: stopping',
+              flush=True)
+        break
       batch = parallel.global_batch(next(batches), exp.mesh)
-      state, metrics = update(state, batch, keys['train'])
+      state, metrics = update(state, batch, train_key)
       step += 1
       if step % config.train.log_every == 0 or step == config.train.num_steps:
         writer.write(step, jax.device_get(metrics))
-      if step % config.train.sample_every == 0:  # every process runs the sharded program
+      # every process runs the sharded sample program
+      if sample is not None and step % config.train.sample_every == 0:
         samples = np.asarray(jax.device_get(sample(state, keys['sample'], config.eval.num_samples)))
         if is_main:
           save_samples(os.path.join(workdir, 'samples', f'step_{step:08d}.png'), samples,

@@ -19,7 +19,9 @@ def test_smoke_config_trains_and_evaluates(name, tmp_path):
   config = importlib.import_module(f'configs.{name}').get_config('smoke')
   if config.data.source.startswith('tfds:'):  # not prepared offline: same-shaped random images
     shape = (64, config.data.image_size, config.data.image_size, config.data.channels)
-    np.savez(tmp_path / 'images.npz', x=np.random.default_rng(0).integers(0, 256, shape, np.uint8))
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / 'images.npz', x=rng.integers(0, 256, shape, np.uint8),
+             label=rng.integers(0, 10, 64, np.int32))
     config.data.source = f'npz:{tmp_path / "images.npz"}'
   trainer.train(config, str(tmp_path / 'run'))
   results = evaluate.evaluate(config, str(tmp_path / 'run'))

@@ -151,6 +151,14 @@ class LatentGenerator:
     z = jax.random.normal(key, (n, self.z_dim), jnp.float32)
     return apply_network(self.nets.generator, state['generator'], z)
 
+  def encode(self, state, x):
+    """The posterior mean of z: (B, ...) -> (B, z_dim)."""
+    mu, _ = apply_network(self.nets.encoder, state['encoder'], x)
+    return mu
+
+  def generate(self, state, z):
+    """G(z): (B, z_dim) -> (B, ...)."""
+    return apply_network(self.nets.generator, state['generator'], z)
+
   def reconstruct(self, state, batch):
-    mu, _ = apply_network(self.nets.encoder, state['encoder'], batch['x'])
-    return apply_network(self.nets.generator, state['generator'], mu)
+    return self.generate(state, self.encode(state, batch['x']))

@@ -1,0 +1,106 @@
+"""The metrics registry: `@register_metric(name, needs...)` functions `(context) -> dict`.
+
+Each metric declares what it needs (method functions, image or point data, labels, a test
+split, a feature network, Inception weights, config keys that must be set); `run_metrics`
+runs, in registration order, the metrics named by `config.eval.metrics` ('all': every
+applicable one). Naming a metric whose needs are not met is an error that says why.
+"""
+import dataclasses
+from typing import Callable
+
+from egm.errors import EgmError
+
+
+@dataclasses.dataclass(frozen=True)
+class Needs:
+  """What a metric needs to apply.
+
+  Attributes:
+    methods: names of method functions, e.g. ('sample', 'energy').
+    kind: 'image' or 'points' data, or None for either.
+    labels: the test split carries class labels.
+    test: the data set has a test split.
+    features: `eval.feature_workdir` names a trained classifier (feature network).
+    inception: Inception weights are given (`eval.inception_weights` or the environment).
+    config: dotted config keys that must be set (non-zero, non-empty and not 'none').
+  """
+  methods: tuple[str, ...] = ()
+  kind: str | None = None
+  labels: bool = False
+  test: bool = False
+  features: bool = False
+  inception: bool = False
+  config: tuple[str, ...] = ()
+
+  def unmet(self, context) -> str | None:
+    """Why the metric does not apply to `context`, or None when it does."""
+    missing = [m for m in self.methods if not hasattr(context.method, m)]
+    if missing:
+      return f'method {context.config.method!r} has no {", ".join(missing)}'
+    if self.kind and context.dataset.kind != self.kind:
+      return f'it needs {self.kind} data, not {context.dataset.kind}'
+    if (self.test or self.labels) and context.dataset.test is None:
+      return 'the data set has no test split'
+    if self.labels and context.dataset.test.label is None:
+      return 'the test split has no labels'
+    if self.features and not context.config.eval.feature_workdir:
+      return 'no feature network: set --config.eval.feature_workdir to a classifier run'
+    if self.inception and not context.inception_weights:
+      return 'no Inception weights: set --config.eval.inception_weights or $EGM_INCEPTION_WEIGHTS'
+    for key in self.config:
+      value = context.config
+      for part in key.split('.'):
+        value = value[part]
+      if not value or value == 'none':
+        return f'config.{key} is not set'
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+  name: str
+  fn: Callable[..., dict]
+  needs: Needs
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(name: str, **needs):
+  """Decorator: registers `fn(context) -> dict` under `name` with `Needs(**needs)`."""
+  def add(fn):
+    METRICS[name] = Metric(name, fn, Needs(**needs))
+    return fn
+  return add
+
+
+def parse_names(spec) -> tuple[str, ...] | None:
+  """'all' -> None; 'a,b' or ('a', 'b') -> ('a', 'b'); unknown names raise EgmError."""
+  import egm.evaluation.metrics  # noqa: F401  (registers the built-in metrics)
+  names = tuple(n.strip() for n in (spec.split(',') if isinstance(spec, str) else spec))
+  names = tuple(n for n in names if n)
+  if names in ((), ('all',)):
+    return None
+  unknown = [n for n in names if n not in METRICS]
+  if unknown:
+    raise EgmError(
+        f'Unknown metric(s) {", ".join(unknown)} in config.eval.metrics. Choose from '
+        f'{", ".join(METRICS)} (comma-separated), or "all" for every applicable one.')
+  return names
+
+
+def run_metrics(context) -> dict:
+  """Runs the metrics `context.config.eval.metrics` names; returns their merged results."""
+  names = parse_names(context.config.eval.metrics)
+  results = {}
+  for metric in METRICS.values():
+    if names is not None and metric.name not in names:
+      continue
+    reason = metric.needs.unmet(context)
+    if reason is None:
+      results.update(metric.fn(context))
+    elif names is not None:
+      raise EgmError(
+          f'The metric {metric.name!r} named in config.eval.metrics does not apply: {reason}. '
+          'Remove it from --config.eval.metrics, or use "all" for every applicable metric.')
+  return results

@@ -1,0 +1,60 @@
+"""A supervised classifier trained with cross-entropy: the feature network of offline FID/KID.
+
+Batches must carry integer labels, `batch['label']` (B,). `logits(state, x)` gives
+(B, num_classes) and `features(state, x)` the penultimate embedding (B, feature_dim);
+eval reports `test_accuracy`.
+"""
+import jax
+import jax.numpy as jnp
+import optax
+
+from egm.errors import EgmError
+from egm.methods import base
+from egm.nets.classifier import ConvClassifier
+
+
+@base.register('classifier')
+class Classifier:
+  """Adam on the mean softmax cross-entropy of a ConvClassifier."""
+
+  def __init__(self, config, x_shape, steps_per_epoch):
+    if len(x_shape) != 3:
+      raise EgmError(
+          f'The classifier takes images (S, S, C), but the data has examples of shape '
+          f'{tuple(x_shape)}. Train it on an image source (--config.data.source=...).')
+    hp = config.classifier
+    self.net = ConvClassifier(hp.num_classes, config.model.width, hp.feature_dim)
+    self.opt = base.make_optimizer(hp.lr, config.optim, steps_per_epoch)
+
+  def init(self, key, example_batch):
+    if 'label' not in example_batch:
+      raise EgmError(
+          'The classifier needs labelled data, but the batches carry no `label`. Use a source '
+          'with labels (idx: with *-labels-* files, folder: with class sub-folders, npz: with a '
+          '`label` array, tfds:).')
+    x = example_batch['x'][:2]
+    return {'classifier': base.init_network(self.net, self.opt, key, x),
+            'step': jnp.zeros((), jnp.int32)}
+
+  def loss(self, params, batch):
+    logits = self.net.apply({'params': params}, batch['x'])
+    labels = batch['label']
+    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
+    return loss, {'loss': loss, 'accuracy': accuracy}
+
+  def update(self, state, batch, key):
+    del key
+    net = state['classifier']
+    grads, metrics = jax.grad(self.loss, has_aux=True)(net['params'], batch)
+    return {'classifier': base.apply_gradients(net, grads, self.opt),
+            'step': state['step'] + 1}, metrics
+
+  def logits(self, state, x):
+    """(B, S, S, C) in [-1, 1] -> (B, num_classes)."""
+    return self.net.apply({'params': state['classifier']['params']}, x)
+
+  def features(self, state, x):
+    """(B, S, S, C) in [-1, 1] -> (B, feature_dim), the penultimate layer."""
+    return self.net.apply({'params': state['classifier']['params']}, x,
+                          method=ConvClassifier.features)
