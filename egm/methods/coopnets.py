@@ -157,6 +157,10 @@ class CoopNets:
     k_gen, k_revise = jax.random.split(key)
     return self.revise(state, self.generator_sample(state, k_gen, n, side), k_revise)[0]
 
+  def synthesize(self, state, key, n, side):
+    """n textures of side x side pixels (texture nets; any side divisible by 4): revised samples."""
+    return self.sample(state, key, n, side)
+
   def complete(self, state, x, mask, key):
     """Fills the unobserved pixels of x (B, ...) where mask (B, H, W, 1) is 0.
 

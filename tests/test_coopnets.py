@@ -1,0 +1,147 @@
+"""CoopNets: the revision's stationary law, masked revision and completion, texture data and nets."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import PIL.Image
+import pytest
+
+from configs import coopnets_texture, coopnets_toy2d
+from egm import data, experiment
+from egm.data.dataset import LoadOptions
+from egm.errors import EgmError
+from egm.evaluation import texture_stats
+from egm.evaluation.metrics import completion
+from egm.methods import base
+
+
+def _method(config):
+  return base.make_method(config, (8, 8, 1) if config.model.architecture == 'texture' else (2,),
+                          steps_per_epoch=10)
+
+
+def test_revision_samples_exp_minus_energy_at_unit_temperature():
+  """With E(x) = |x|²/(2s²), δ-Langevin revision y ← y − δ²/2·∇E + δε reaches N(0, s²)·(1+O(δ²))."""
+  config = coopnets_toy2d.get_config()
+  config.coopnets.n_steps = 1_000  # the mean decays as 0.99^t from 3: 1e-4 left
+  config.coopnets.step_size = 0.1
+  method = _method(config)
+  s = 0.7
+  method.energy = lambda state, x: 0.5 * jnp.sum(x ** 2, axis=1) / s ** 2
+  x0 = jnp.full((20_000, 2), 3.0)
+  y, _ = jax.jit(method.revise)({}, x0, jax.random.key(0))
+  # The discretised chain's exact stationary variance: δ²/(1 − (1 − δ²/(2s²))²).
+  a = 1 - 0.5 * 0.1 ** 2 / s ** 2
+  exact = 0.1 ** 2 / (1 - a ** 2)
+  var = np.var(np.asarray(y), axis=0)
+  se = exact * np.sqrt(2 / 20_000)
+  np.testing.assert_array_less(np.abs(np.mean(np.asarray(y), axis=0)), 4 * np.sqrt(exact / 20_000))
+  np.testing.assert_array_less(np.abs(var - exact), 4 * se)
+
+
+def test_masked_revision_and_completion_keep_observed_pixels():
+  config = coopnets_texture.get_config('smoke')
+  config.data.image_size = 8
+  method = _method(config)
+  x = jax.random.uniform(jax.random.key(1), (4, 8, 8, 1), minval=-1, maxval=1)
+  state = method.init(jax.random.key(2), {'x': x})
+  mask = jnp.ones((4, 8, 8, 1)).at[:, 2:6, 2:6].set(0.0)
+  revised, _ = jax.jit(lambda s, x, m: method.revise(s, x, jax.random.key(3), mask=m))(
+      state, x, mask)
+  completed = jax.jit(method.complete)(state, x, mask, jax.random.key(4))
+  for out in (revised, completed):
+    np.testing.assert_array_equal(np.asarray(out * mask), np.asarray(x * mask))
+  assert float(jnp.max(jnp.abs((completed - x) * (1 - mask)))) > 0
+
+
+def test_texture_nets_synthesise_larger_than_the_crop():
+  config = coopnets_texture.get_config('smoke')
+  config.data.image_size = 8
+  method = _method(config)
+  x = jnp.zeros((2, 8, 8, 1))
+  state = method.init(jax.random.key(0), {'x': x})
+  big = jax.jit(method.sample, static_argnums=(2, 3))(state, jax.random.key(1), 3, 24)
+  assert big.shape == (3, 24, 24, 1)
+  assert jax.jit(method.energy)(state, big).shape == (3,)
+  with pytest.raises(EgmError, match='divisible by 4'):
+    method.generator_sample(state, jax.random.key(1), 1, 10)
+
+
+@pytest.mark.parametrize('key,value,match', [
+    ('n_steps', 0, 'coopnets.n_steps'),
+    ('step_size', -0.1, 'coopnets.step_size'),
+    ('infer_steps', -1, 'coopnets.infer_steps'),
+    ('completion_infer_steps', 0, 'coopnets.completion_infer_steps'),
+])
+def test_bad_settings_name_the_key(key, value, match):
+  config = coopnets_toy2d.get_config()
+  config.coopnets[key] = value
+  with pytest.raises(EgmError, match=match):
+    _method(config)
+
+
+def test_texture_source_crops_and_holds_out_the_right_quarter(tmp_path):
+  rng = np.random.default_rng(0)
+  image = rng.integers(0, 256, (40, 80), np.uint8)
+  path = tmp_path / 'tex.png'
+  PIL.Image.fromarray(image).save(path)
+  dataset = data.load_dataset(_data_config(f'texture:{path}', 16))
+  assert dataset.train.x.shape[1:] == (16, 16, 1) and dataset.test.x.shape[1:] == (16, 16, 1)
+  np.testing.assert_array_equal(dataset.exemplar[..., 0], image)
+  left, right = image[:, :60], image[:, 60:]
+  crop = dataset.train.x[0, :, :, 0]
+  assert any(np.array_equal(left[t:t + 16, l:l + 16], crop)
+             for t in range(25) for l in range(45))
+  test_crop = dataset.test.x[0, :, :, 0]
+  assert any(np.array_equal(right[t:t + 16, l:l + 16], test_crop)
+             for t in range(25) for l in range(5))
+
+
+def test_texture_smaller_than_the_crop_is_a_clear_error(tmp_path):
+  path = tmp_path / 'small.png'
+  PIL.Image.fromarray(np.zeros((20, 20), np.uint8)).save(path)
+  with pytest.raises(EgmError, match='too small for crops of 32x32'):
+    data.load_dataset(_data_config(f'texture:{path}', 32))
+  with pytest.raises(EgmError, match='Unknown texture'):
+    data.load_dataset(_data_config('texture:marble', 32))
+
+
+def test_bundled_textures_load_at_the_configured_size():
+  dataset = data.load_dataset(_data_config('texture:brick', 32, texture_size=128))
+  assert dataset.exemplar.shape == (128, 128, 1)
+  assert dataset.name == 'texture_brick'
+
+
+def test_texture_distance_tells_textures_apart():
+  """Two halves of one texture are closer than two different textures; identical images give 0."""
+  def load(name):
+    options = LoadOptions(channels=1, texture_size=128)
+    return data.texture.exemplar_image(name, options)[..., 0] / 127.5 - 1
+  brick, grass = load('brick'), load('grass')
+  assert texture_stats.texture_distance(brick, brick) == 0
+  same = texture_stats.texture_distance(grass[:, 64:], grass[:, :64])
+  other = texture_stats.texture_distance(brick[:, 64:], grass[:, :64])
+  assert same < 0.5 * other
+
+
+def test_smoke_texture_config_builds_with_its_synthesis_size():
+  config = coopnets_texture.get_config('smoke')
+  exp = experiment.build(config)
+  assert exp.dataset.exemplar is not None
+  assert exp.method.nets.z_shape[0] * 4 == config.data.image_size
+
+
+def _data_config(source, size, texture_size=0):
+  config = coopnets_texture.get_config().data
+  config.source = source
+  config.image_size = size
+  config.texture_size = texture_size
+  return config
+
+
+def test_hidden_mse_counts_only_the_hidden_pixels():
+  x = np.zeros((2, 4, 4, 1))
+  filled = np.ones((2, 4, 4, 1))
+  mask = np.ones((2, 4, 4, 1))
+  mask[0, :2, :2] = 0  # 4 hidden pixels, each off by 1
+  filled[1] = 5.0  # observed everywhere: no error counted
+  assert completion.hidden_mse(x, filled, mask) == (4.0, 4.0)
