@@ -93,8 +93,10 @@ def get_config(arg=None):
   config.eval.sample_grid_size = 50  # coarser grid for the histogram of generator samples
   config.eval.num_tv_samples = 100_000  # generator samples behind `sample_tv`
   config.eval.long_run_factor = 10  # long-run chains take this many times ebm.n_steps (0: none)
-  config.eval.synthesis_size = 96  # texture data: side of the synthesised texture, in pixels
+  config.eval.synthesis_size = 96  # texture data: side of the synthesised textures, in pixels
+  config.eval.texture_syntheses = 4  # texture data: textures synthesised for the statistics
   config.eval.completion_mask = 'block:14'  # occlusion for pattern completion (methods with it)
+  config.eval.completion_examples = 1_000  # test images completed
   config.eval.metrics = 'all'  # comma-separated names from egm/evaluation/registry.py, or 'all'
   config.eval.feature_workdir = ''  # workdir of a trained method=classifier run: feature metrics
   config.eval.inception_weights = ''  # FID Inception .pth/.npz; '' means $EGM_INCEPTION_WEIGHTS
@@ -152,6 +154,8 @@ def smoke(config):
   config.coopnets.infer_steps = min(config.coopnets.infer_steps, 2)
   config.coopnets.completion_infer_steps = min(config.coopnets.completion_infer_steps, 3)
   config.eval.synthesis_size = min(config.eval.synthesis_size, 32)
+  config.eval.texture_syntheses = min(config.eval.texture_syntheses, 2)
+  config.eval.completion_examples = min(config.eval.completion_examples, 32)
   config.eval.long_run_factor = min(config.eval.long_run_factor, 2)
   config.eval.num_fid_samples = 64
   config.eval.max_neighbour_examples = 256
