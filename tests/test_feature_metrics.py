@@ -173,3 +173,16 @@ def test_bad_inputs_raise_clear_errors():
     fm.kid(x, x[:, :3], subset_size=10)
   with pytest.raises(EgmError, match='NaN'):
     fm.fid(np.full((5, 2), np.nan), x[:, :2])
+
+
+def test_frechet_distance_matches_scipy_sqrtm_with_a_singular_covariance():
+  """The eigendecomposition form equals the sqrtm formula of the reference implementations."""
+  from scipy import linalg
+  rng = np.random.default_rng(5)
+  d = 40
+  a, b = rng.normal(size=(d, d)), rng.normal(size=(d, d // 2))
+  cov1, cov2 = a @ a.T / d, b @ b.T / d  # cov2 has rank d/2
+  mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
+  reference = ((mu1 - mu2) @ (mu1 - mu2) + np.trace(cov1) + np.trace(cov2)
+               - 2 * np.trace(linalg.sqrtm(cov1 @ cov2).real))
+  np.testing.assert_allclose(fm.frechet_distance(mu1, cov1, mu2, cov2), reference, rtol=1e-6)
