@@ -3,7 +3,8 @@
 Each metric declares what it needs (method functions, image or point data, labels, a test
 split, a feature network, Inception weights, config keys that must be set); `run_metrics`
 runs, in registration order, the metrics named by `config.eval.metrics` ('all': every
-applicable one). Naming a metric whose needs are not met is an error that says why.
+applicable one). A named metric whose needs are not met is skipped with a note that says why
+(one list can serve several methods).
 """
 import dataclasses
 from typing import Callable
@@ -100,7 +101,6 @@ def run_metrics(context) -> dict:
     if reason is None:
       results.update(metric.fn(context))
     elif names is not None:
-      raise EgmError(
-          f'The metric {metric.name!r} named in config.eval.metrics does not apply: {reason}. '
-          'Remove it from --config.eval.metrics, or use "all" for every applicable metric.')
+      print(f'note: skipping the metric {metric.name!r} named in config.eval.metrics: {reason}.',
+            flush=True)
   return results

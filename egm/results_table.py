@@ -1,0 +1,136 @@
+"""Trains every generative method on Fashion-MNIST for the same wall-clock budget, evaluates them
+with the same metrics and writes one markdown table (also into README.md between markers).
+
+    python -m egm.results_table --budget_minutes 4 --out runs/table \
+      --data_source idx:data/fashion_mnist/usr/share/datasets/fashion-mnist \
+      --feature_workdir runs/classifier_fashion
+
+A method runs with `configs/<method>_fashion.py` when that exists, else with
+`configs/triangle_fashion.py --config.method=<method>` (e.g. vae). Training stops after
+`train.max_minutes` (the budget; the first steps' compilation included), or at the latest by
+SIGTERM a few minutes after it; each run is then evaluated by eval.py.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from absl import flags
+
+from egm import cli
+from egm.errors import EgmError
+
+_BUDGET = flags.DEFINE_float('budget_minutes', 4.0, 'Training wall-clock budget per method.')
+_OUT = flags.DEFINE_string('out', 'runs/table', 'Directory of the runs and of table.md.')
+_SOURCE = flags.DEFINE_string('data_source', 'tfds:fashion_mnist', 'config.data.source.')
+_FEATURES = flags.DEFINE_string('feature_workdir', 'runs/classifier_fashion',
+                                'A trained configs/classifier_fashion.py run (feature network).')
+_NUM_FID = flags.DEFINE_integer('num_fid_samples', 2000, 'Samples behind FID/KID.')
+_METHODS = flags.DEFINE_list('methods', [], 'Methods to run (default: every generative one).')
+_README = flags.DEFINE_string('readme', 'README.md', 'File with the table markers; "" skips.')
+_GRACE_S = 180  # SIGTERM this long after the budget if train.max_minutes did not stop the run
+BEGIN, END = '<!-- results-table:begin -->', '<!-- results-table:end -->'
+_NOT_GENERATIVE = ('classifier',)
+
+
+def entries(methods=()) -> list[tuple[str, str, list[str]]]:
+  """(method, config file, extra overrides) for each generative method (or those named)."""
+  from egm.methods import METHODS
+  names = [m for m in sorted(METHODS) if m not in _NOT_GENERATIVE]
+  unknown = sorted(set(methods) - set(names))
+  if unknown:
+    raise EgmError(f'Unknown or non-generative methods {unknown}; choose from {names}.')
+  out = []
+  for name in methods or names:
+    own = f'configs/{name}_fashion.py'
+    if os.path.exists(own):
+      out.append((name, own, []))
+    else:
+      out.append((name, 'configs/triangle_fashion.py', [f'--config.method={name}']))
+  return out
+
+
+def _run(command: list[str], log_path: str, timeout_s: float | None = None) -> float:
+  """Runs `command` (nice 5), output to `log_path`; SIGTERM after timeout_s; returns seconds."""
+  start = time.monotonic()
+  with open(log_path, 'w') as log:
+    process = subprocess.Popen(['nice', '-n', '5', sys.executable, *command], stdout=log,
+                               stderr=subprocess.STDOUT)
+    try:
+      process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+      process.send_signal(signal.SIGTERM)
+      process.wait()
+  if process.returncode:
+    raise EgmError(f'`{" ".join(command)}` failed (exit {process.returncode}); see {log_path}.')
+  return time.monotonic() - start
+
+
+def run_method(name: str, config: str, extra: list[str], out: str) -> dict:
+  """Trains and evaluates one method; returns its eval metrics plus `train_seconds`."""
+  workdir = os.path.join(out, name)
+  os.makedirs(workdir, exist_ok=True)
+  overrides = [f'--config.data.source={_SOURCE.value}', *extra]
+  train = ['train.py', f'--config={config}', f'--workdir={workdir}', *overrides,
+           f'--config.train.max_minutes={_BUDGET.value}']
+  print(f'{name}: training {_BUDGET.value} min ({config} {" ".join(extra)})', flush=True)
+  seconds = _run(train, os.path.join(workdir, 'train.log'), 60 * _BUDGET.value + _GRACE_S)
+  evaluate = ['eval.py', f'--config={config}', f'--workdir={workdir}', *overrides,
+              f'--config.eval.feature_workdir={_FEATURES.value}',
+              f'--config.eval.num_fid_samples={_NUM_FID.value}',
+              '--config.eval.metrics=samples,rec_mse,feature_fid']
+  print(f'{name}: evaluating', flush=True)
+  _run(evaluate, os.path.join(workdir, 'eval.log'))
+  with open(os.path.join(workdir, 'eval', 'metrics.json')) as f:
+    return {**json.load(f), 'train_seconds': seconds, 'config': config, 'extra': extra}
+
+
+def _number(value, digits: int = 3) -> str:
+  return '—' if value is None else f'{value:.{digits}g}'
+
+
+def markdown(results: list[dict], feature_name: str) -> str:
+  """The table: method, feature FID, KID, rec_mse, steps, training time."""
+  lines = [f'| method | config | fid_{feature_name} | kid_{feature_name} | rec_mse | steps | '
+           'training time |', '|---|---|---|---|---|---|---|']
+  for r in results:
+    config = ' '.join([f'`{os.path.basename(r["config"])}`'] + [f'`{e}`' for e in r['extra']])
+    lines.append(
+        f'| {r["method"]} | {config} | {_number(r.get(f"fid_{feature_name}"))} | '
+        f'{_number(r.get(f"kid_{feature_name}"), 2)} | {_number(r.get("rec_mse"))} | '
+        f'{r["step"]} | {r["train_seconds"] / 60:.1f} min |')
+  return '\n'.join(lines) + '\n'
+
+
+def insert_into(path: str, table: str) -> None:
+  """Replaces the text between the BEGIN and END markers of `path` with `table`."""
+  with open(path) as f:
+    text = f.read()
+  if BEGIN not in text or END not in text:
+    raise EgmError(f'{path} has no {BEGIN} ... {END} markers; add them where the table goes.')
+  pattern = re.escape(BEGIN) + '.*?' + re.escape(END)
+  text = re.sub(pattern, lambda _: f'{BEGIN}\n{table}{END}', text, flags=re.S)
+  with open(path, 'w') as f:
+    f.write(text)
+
+
+def main(argv):
+  del argv
+  from egm.evaluation.feature_net import load_feature_net
+  feature_name = load_feature_net(_FEATURES.value, (28, 28, 1)).name  # fails early if missing
+  os.makedirs(_OUT.value, exist_ok=True)
+  results = [run_method(name, config, extra, _OUT.value)
+             for name, config, extra in entries(_METHODS.value)]
+  table = markdown(results, feature_name)
+  with open(os.path.join(_OUT.value, 'table.md'), 'w') as f:
+    f.write(table)
+  print(table, flush=True)
+  if _README.value:
+    insert_into(_README.value, table)
+
+
+if __name__ == '__main__':
+  cli.run(main)

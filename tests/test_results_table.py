@@ -1,0 +1,38 @@
+"""The results-table script's pieces: which runs it makes, the table, the README insertion."""
+import pytest
+
+from egm import results_table
+from egm.errors import EgmError
+
+
+def test_every_generative_method_gets_a_fashion_run():
+  runs = {name: (config, extra) for name, config, extra in results_table.entries()}
+  assert 'classifier' not in runs
+  assert runs['ebm'] == ('configs/ebm_fashion.py', [])
+  assert runs['vae'] == ('configs/triangle_fashion.py', ['--config.method=vae'])
+  with pytest.raises(EgmError, match='Unknown or non-generative'):
+    results_table.entries(['classifier'])
+
+
+def test_markdown_table_and_readme_insertion(tmp_path):
+  results = [{'method': 'vae', 'config': 'configs/triangle_fashion.py',
+              'extra': ['--config.method=vae'], 'fid_fashion_classifier': 12.345,
+              'kid_fashion_classifier': 0.0123, 'rec_mse': 0.0456, 'step': 900,
+              'train_seconds': 240.0},
+             {'method': 'ebm', 'config': 'configs/ebm_fashion.py', 'extra': [],
+              'fid_fashion_classifier': 50.0, 'kid_fashion_classifier': 0.1, 'step': 300,
+              'train_seconds': 250.0}]
+  table = results_table.markdown(results, 'fashion_classifier')
+  lines = table.splitlines()
+  assert lines[0].startswith('| method | config | fid_fashion_classifier | kid_fashion_classifier')
+  assert lines[2] == ('| vae | `triangle_fashion.py` `--config.method=vae` | 12.3 | 0.012 | '
+                      '0.0456 | 900 | 4.0 min |')
+  assert '| ebm | `ebm_fashion.py` | 50 | 0.1 | — | 300 | 4.2 min |' in lines
+  readme = tmp_path / 'README.md'
+  readme.write_text(f'intro\n{results_table.BEGIN}\nold\n{results_table.END}\nrest\n')
+  results_table.insert_into(str(readme), table)
+  results_table.insert_into(str(readme), table)  # idempotent
+  assert readme.read_text() == f'intro\n{results_table.BEGIN}\n{table}{results_table.END}\nrest\n'
+  readme.write_text('no markers')
+  with pytest.raises(EgmError, match='markers'):
+    results_table.insert_into(str(readme), table)
