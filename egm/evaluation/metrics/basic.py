@@ -22,13 +22,13 @@ from egm.evaluation.registry import register_metric
 
 @register_metric('samples', methods=('sample',), kind='image')
 def sample_grid(ctx) -> dict:
-  samples = ctx.jitted_sample(ctx.state, ctx.key, ctx.config.eval.num_samples)
-  images.save_image_grid(os.path.join(ctx.out_dir, 'samples.png'), np.asarray(samples))
+  samples = np.asarray(ctx.jitted_sample(ctx.state, ctx.key, ctx.config.eval.num_samples))
+  images.save_image_grid(os.path.join(ctx.out_dir, 'samples.png'), np.clip(samples, -1, 1))
   return {}
 
 
 def reconstruction_mse(method, state, source, eval_config) -> tuple[float, np.ndarray, np.ndarray]:
-  """Mean squared error per pixel over the test split; also the first batch and its reconstruction."""
+  """Per-pixel squared error over the test split; also the first batch and its reconstruction."""
   reconstruct = jax.jit(method.reconstruct)
   total, count, first = 0.0, 0, None
   for batch in data.eval_batches(source, batch_size=eval_config.batch_size,
@@ -73,14 +73,16 @@ def density_metrics(ctx) -> dict:
   results = {}
   true_fine = density.true_density(sampler, extent, cfg.grid_size)
   images.save_points_png(os.path.join(out_dir, 'true_density.png'),
-                         sampler(np.random.default_rng(7), 2000), extent, background_density=true_fine)
+                         sampler(np.random.default_rng(7), 2000), extent,
+                         background_density=true_fine)
   samples = None
   if hasattr(method, 'sample'):
     samples = np.asarray(ctx.jitted_sample(ctx.state, ctx.key, cfg.num_tv_samples))
     results['sample_tv'] = sample_tv(samples, _toy2d(ctx), cfg)
     n, coarse = cfg.num_tv_samples, cfg.sample_grid_size
-    floor_a, floor_b = (density.histogram_density(sampler(np.random.default_rng(s), n), extent, coarse)
-                        for s in (11, 12))
+    floor_a, floor_b = (
+        density.histogram_density(sampler(np.random.default_rng(s), n), extent, coarse)
+        for s in (11, 12))
     results['sample_tv_floor'] = density.total_variation(floor_a, floor_b)
   if hasattr(method, 'energy'):
     energies = density.energy_on_grid(lambda x: method.energy(ctx.state, x), extent, cfg.grid_size)
