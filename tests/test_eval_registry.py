@@ -9,7 +9,7 @@ import pytest
 from configs import classifier_fashion, ebm_fashion, triangle_fashion
 from egm import experiment, trainer
 from egm.errors import EgmError
-from egm.evaluation import evaluate, registry
+from egm.evaluation import evaluate, inception, registry
 from egm.evaluation.feature_net import load_feature_net
 
 
@@ -135,3 +135,23 @@ def test_feature_net_rejects_wrong_range_or_channels(runs):
     net.features(np.full((4, 28, 28, 1), 255.0, np.float32))
   with pytest.raises(EgmError, match='takes images of shape'):
     net.features(np.zeros((4, 28, 28, 3), np.float32))
+
+
+def test_inception_metrics_only_with_weights(runs, monkeypatch):
+  monkeypatch.delenv('EGM_INCEPTION_WEIGHTS', raising=False)
+  config = _generative_config(runs)
+  config.eval.feature_workdir = ''
+  config.eval.num_fid_samples = 10
+  config.eval.batch_size = 10
+  exp = experiment.build(config)
+  state = exp.init_state()
+  assert not any('inception' in k for k in evaluate.evaluate_state(
+      exp, state, str(runs['root'] / 'no_inception')))
+  weights = runs['root'] / 'inception_random.npz'
+  inception.save_state_dict(str(weights), inception.random_state_dict(0))
+  config.eval.inception_weights = str(weights)
+  config.eval.metrics = 'inception'
+  results = evaluate.evaluate_state(exp, state, str(runs['root'] / 'inception'))
+  assert set(results) == {'fid_inception', 'kid_inception', 'kid_inception_std',
+                          'inception_score', 'inception_score_std'}
+  assert all(np.isfinite(v) for v in results.values())
