@@ -77,7 +77,7 @@ def train(config, workdir: str):
       dequantize=config.data.dequantize, prefetch=config.data.prefetch)
   writer = MetricWriter(workdir, config.train.num_steps, enabled=is_main)
   keys = experiment.run_keys(config.seed)
-  train_key = jax.device_put(keys['train'], replicated)  # once, not a transfer per step
+  train_key = parallel.replicate(keys['train'], exp.mesh)  # once, not a transfer per step
   stop = _StopFlag()
   previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
   step = start_step

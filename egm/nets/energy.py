@@ -3,6 +3,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from egm.nets import layers
+from egm.nets.conv import Conv
 
 
 def reference_energy(x, std: float):
@@ -21,15 +22,16 @@ class ConvEnergy(nn.Module):
 
   The trunk of `layers.ConvTrunk`, then a conv over the whole base x base map
   (VALID) to one channel: 5 convolutions for 32 px, LeakyReLU 0.2, no norm;
-  plus `reference_energy(x, reference_std)`.
+  plus `reference_energy(x, reference_std)`. `conv_impl` as in `conv.Conv`.
   """
   width: int = 64
   reference_std: float = 0.0
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
-    h = layers.ConvTrunk(self.width)(x)
-    h = nn.Conv(1, h.shape[1:3], padding='VALID')(h)
+    h = layers.ConvTrunk(self.width, self.conv_impl)(x)
+    h = Conv(1, h.shape[1:3], padding='VALID', impl=self.conv_impl)(h)
     return jnp.reshape(h, (x.shape[0],)) + reference_energy(x, self.reference_std)
 
 

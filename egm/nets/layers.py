@@ -2,6 +2,8 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
+from egm.nets.conv import Conv
+
 
 def leaky_relu(x):
   """LeakyReLU with slope 0.2, the EBM / encoder activation of the references."""
@@ -41,15 +43,18 @@ class ConvTrunk(nn.Module):
 
   conv3x3(width) then one conv4x4 stride-2 per stage, doubling channels, LeakyReLU 0.2:
   for 32 px and width 64 this is the 64 -> 128 -> 256 -> 512 ConvNet of the short-run EBM.
+  `conv_impl` as in `conv.Conv` ('auto' | 'lax' | 'matmul').
   """
   width: int
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
     stages, _ = image_stages(x.shape[1])
-    x = leaky_relu(nn.Conv(self.width, (3, 3), padding='SAME')(x))
+    x = leaky_relu(Conv(self.width, (3, 3), padding='SAME', impl=self.conv_impl)(x))
     for i in range(stages):
-      x = nn.Conv(self.width * 2 ** (i + 1), (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))(x)
+      x = Conv(self.width * 2 ** (i + 1), (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
+               impl=self.conv_impl)(x)
       x = leaky_relu(x)
     return x
 
@@ -63,10 +68,12 @@ class Upsample2x(nn.Module):
   """
   features: int
   use_bias: bool = True
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
-    h = nn.Conv(4 * self.features, (3, 3), padding='SAME', use_bias=self.use_bias)(x)
+    h = Conv(4 * self.features, (3, 3), padding='SAME', use_bias=self.use_bias,
+             impl=self.conv_impl)(x)
     b, height, width, _ = h.shape
     h = h.reshape(b, height, width, 2, 2, self.features).transpose(0, 1, 3, 2, 4, 5)
     return h.reshape(b, 2 * height, 2 * width, self.features)

@@ -1,0 +1,31 @@
+"""Interleaved wall-clock timing and the machine's float32 GEMM rate."""
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def seconds(fn) -> float:
+  """Wall time of one call of `fn()` (which must block until its result is ready)."""
+  start = time.perf_counter()
+  fn()
+  return time.perf_counter() - start
+
+
+def interleaved(fns: dict, repeats: int) -> dict:
+  """Median seconds per call of each fn in {name: fn}, calling them in turn `repeats` times."""
+  times = {name: [] for name in fns}
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      times[name].append(seconds(fn))
+  return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def gemm(n: int = 1024):
+  """A blocking call of a jitted float32 (n, n) @ (n, n) and its FLOPs, 2n^3."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+  dot = jax.jit(jnp.dot)
+  dot(a, b).block_until_ready()
+  return lambda: dot(a, b).block_until_ready(), 2.0 * n ** 3

@@ -1,0 +1,55 @@
+"""Training steps per second of each config's jitted update on synthetic batches (no data I/O)."""
+import importlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from egm import experiment, trainer
+from egm.methods import make_method
+
+
+def example_shape(config) -> tuple:
+  """Per-example shape the config's data would have: (2,) for toy2d, else (S, S, C)."""
+  if config.data.source.startswith('toy2d:'):
+    return (2,)
+  return (config.data.image_size, config.data.image_size, config.data.channels)
+
+
+def synthetic_batch(shape, batch_size: int, seed: int = 0) -> dict:
+  """Uniform [-1, 1] examples with integer labels (for methods that read them)."""
+  rng = np.random.default_rng(seed)
+  return {'x': rng.uniform(-1, 1, (batch_size, *shape)).astype(np.float32),
+          'label': rng.integers(0, 10, batch_size).astype(np.int32)}
+
+
+def load_config(path: str, arg: str):
+  """`get_config(arg)` of configs/<name>.py."""
+  name = path.removesuffix('.py').replace('/', '.')
+  return importlib.import_module(name).get_config(arg)
+
+
+def steps_per_second(config, mesh, max_seconds: float = 20.0, max_steps: int = 10) -> dict:
+  """Compile seconds and steady-state steps/s of `config`'s update over `mesh`.
+
+  Times at least one step after a warm-up step, and at most `max_steps` or `max_seconds`.
+  """
+  shape = example_shape(config)
+  method = make_method(config, shape, steps_per_epoch=1000)
+  batch = synthetic_batch(shape, config.train.batch_size)
+  keys = experiment.run_keys(config.seed)
+  state = jax.jit(method.init)(keys['init'], {k: v[:2] for k, v in batch.items()})
+  update = trainer.jit_update(method, mesh)
+  batch = jax.device_put(batch, trainer.parallel.data_sharding(mesh))
+  start = time.perf_counter()
+  state, metrics = update(state, batch, keys['train'])
+  jax.block_until_ready(metrics)
+  compile_s = time.perf_counter() - start
+  steps, start = 0, time.perf_counter()
+  while steps < max_steps and (steps == 0 or time.perf_counter() - start < max_seconds):
+    state, metrics = update(state, batch, keys['train'])
+    jax.block_until_ready(metrics)
+    steps += 1
+  return {'compile_s': compile_s, 'steps_per_s': steps / (time.perf_counter() - start),
+          'batch': config.train.batch_size}
