@@ -1,7 +1,7 @@
 """Langevin throughput of egm's chain beside the jnp.dot GEMM rate and the PyTorch chain.
 
-`python -m benchmarks.langevin_speed BATCH REPEATS IMPLS` prints one JSON line: it is run in subprocesses
-with different XLA_FLAGS to compare XLA:CPU options (benchmarks/run.py).
+`python -m benchmarks.langevin_speed BATCH REPEATS IMPLS` prints one JSON line: run.py runs it
+in subprocesses with different XLA_FLAGS to compare XLA:CPU options (benchmarks/run.py).
 """
 import json
 import os
