@@ -5,7 +5,7 @@ from configs import default
 def get_config(arg=None):
   config = default.toy2d(default.get_config())
   config.method = 'coopnets'
-  config.model.z_dim = 2
+  config.model.z_dim = 8
   config.model.energy_reference_std = 2.0
   config.model.sigma = 0.3
   config.optim.lr_energy = 1e-3
