@@ -20,6 +20,7 @@ from benchmarks import compile_time, langevin_speed, memory, torch_chain, traini
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 # XLA:CPU options compared in subprocesses (each needs a fresh process).
+SECTIONS = ('langevin', 'flags', 'compile', 'memory', 'training', 'scaling')
 FLAG_OPTIONS = ['', '--xla_cpu_use_onednn=true', '--xla_cpu_use_xnnpack=true',
                 '--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY']
 
@@ -139,12 +140,14 @@ def main():
   parser.add_argument('--quick', action='store_true', help='batch 64, fewer repeats, smoke configs')
   parser.add_argument('--repeats', type=int, default=0, help='timed calls per chain (0: auto)')
   parser.add_argument('--train-seconds', type=float, default=20.0)
-  parser.add_argument('--no-flags', action='store_true', help='skip the XLA flag comparison')
+  parser.add_argument('--only', default=','.join(SECTIONS),
+                      help=f'comma-separated sections to run, from {",".join(SECTIONS)}')
   parser.add_argument('--out', default=os.path.join(HERE, 'RESULTS.md'))
   args = parser.parse_args()
+  only = args.only.split(',')
   repeats = args.repeats or 3
-  sections = [f'# egm benchmark results\n\nMachine: {machine()}\n\nCommand: `python -m '
-              f'benchmarks.run{" --quick" if args.quick else ""}`\n']
+  command = ' '.join(['python -m benchmarks.run'] + sys.argv[1:])
+  sections = [f'# egm benchmark results\n\nMachine: {machine()}\n\nCommand: `{command}`\n']
 
   def emit(title, header, rows):
     sections.append(f'## {title}\n\n{table(header, rows)}\n')
@@ -152,21 +155,26 @@ def main():
     with open(args.out, 'w') as f:  # after every section, so a cut-short run leaves its part
       f.write('\n'.join(sections))
 
-  emit('Langevin chain: ConvEnergy(width=64), 32x32x3, ~410 MFLOP per image per step',
-       ['chain', 'time', 'GFLOP/s', 'of GEMM rate', 'speed vs best PyTorch'],
-       langevin_rows((64,) if args.quick else (64, 128), repeats))
-  if not args.no_flags:
+  if 'langevin' in only:
+    emit('Langevin chain: ConvEnergy(width=64), 32x32x3, ~410 MFLOP per image per step',
+         ['chain', 'time', 'GFLOP/s', 'of GEMM rate', 'speed vs best PyTorch'],
+         langevin_rows((64,) if args.quick else (64, 128), repeats))
+  if 'flags' in only:
     emit('XLA:CPU flags (batch 64, conv=matmul, each in its own process, PyTorch timed beside)',
          ['XLA_FLAGS', 'egm chain', 'of GEMM rate', 'speed vs PyTorch', 'GEMM GFLOP/s'],
          flag_rows(64, max(2, repeats - 1)))
-  emit('Compile time of the K-step sampler (batch 64)', ['K', 'compile', 'ratio to K=10'],
-       compile_rows((10, 100, 500)))
-  emit('Gradient through a K-step chain: XLA temp memory (batch 64)',
-       ['', 'K=10', 'K=100', 'K=100 / K=10'], memory_rows((10, 100)))
-  emit('Training steps/s (synthetic batches, one device; reference configs: one timed step)',
-       ['config', 'batch', 'steps/s', 'first step (compile)'], training_rows(args, args.quick))
-  emit('Scaling: configs/ebm_cifar.py:smoke at batch 32, forced host devices',
-       ['devices', 'steps/s', 'first step'], scaling_rows('configs/ebm_cifar.py'))
+  if 'compile' in only:
+    emit('Compile time of the K-step sampler (batch 64)', ['K', 'compile', 'ratio to K=10'],
+         compile_rows((10, 100, 500)))
+  if 'memory' in only:
+    emit('Gradient through a K-step chain: XLA temp memory (batch 64)',
+         ['', 'K=10', 'K=100', 'K=100 / K=10'], memory_rows((10, 100)))
+  if 'training' in only:
+    emit('Training steps/s (synthetic batches, one device; reference configs: one timed step)',
+         ['config', 'batch', 'steps/s', 'first step (compile)'], training_rows(args, args.quick))
+  if 'scaling' in only:
+    emit('Scaling: configs/ebm_cifar.py:smoke at batch 32, forced host devices',
+         ['devices', 'steps/s', 'first step'], scaling_rows('configs/ebm_cifar.py'))
   print(f'wrote {args.out}')
 
 
