@@ -147,7 +147,8 @@ def main():
   only = args.only.split(',')
   repeats = args.repeats or 3
   command = ' '.join(['python -m benchmarks.run'] + sys.argv[1:])
-  sections = [f'# egm benchmark results\n\nMachine: {machine()}\n\nCommand: `{command}`\n']
+  sections = [f'# egm benchmark results\n\nMachine: {machine()}\n\nCommand: `{command}`. '
+              'Options tried beyond these tables, and what each gave: [OPTIONS.md](OPTIONS.md).\n']
 
   def emit(title, header, rows):
     sections.append(f'## {title}\n\n{table(header, rows)}\n')
