@@ -93,9 +93,9 @@ def _number(value, digits: int = 3) -> str:
 
 
 def markdown(results: list[dict], feature_name: str) -> str:
-  """The table: method, feature FID, KID, rec_mse, steps, training time."""
+  """The table: method, feature FID, KID, rec_mse, steps, wall time of the train process."""
   lines = [f'| method | config | fid_{feature_name} | kid_{feature_name} | rec_mse | steps | '
-           'training time |', '|---|---|---|---|---|---|---|']
+           'train process time |', '|---|---|---|---|---|---|---|']
   for r in results:
     config = ' '.join([f'`{os.path.basename(r["config"])}`'] + [f'`{e}`' for e in r['extra']])
     lines.append(
