@@ -39,7 +39,8 @@ def steps_per_second(config, mesh, max_seconds: float = 20.0, max_steps: int = 1
   method = make_method(config, shape, steps_per_epoch=1000)
   batch = synthetic_batch(shape, config.train.batch_size)
   keys = experiment.run_keys(config.seed)
-  state = jax.jit(method.init)(keys['init'], {k: v[:2] for k, v in batch.items()})
+  init = jax.jit(method.init, out_shardings=trainer.parallel.replicated(mesh))  # as the trainer
+  state = init(keys['init'], {k: v[:2] for k, v in batch.items()})
   update = trainer.jit_update(method, mesh)
   batch = jax.device_put(batch, trainer.parallel.data_sharding(mesh))
   start = time.perf_counter()
