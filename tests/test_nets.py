@@ -11,7 +11,7 @@ from egm.nets import layers, make_networks
 
 def _model(width=8, z_dim=4):
   return ml_collections.ConfigDict(dict(width=width, z_dim=z_dim, mlp_depth=2,
-                                        energy_reference_std=0.0))
+                                        energy_reference_std=0.0, architecture='auto'))
 
 
 @pytest.mark.parametrize('x_shape', [(2,), (8, 8, 1), (28, 28, 1), (32, 32, 3), (64, 64, 3)])
