@@ -48,8 +48,12 @@ def test_conv_without_bias_has_only_a_kernel():
   assert set(params['params']) == {'kernel'}
 
 
-def test_auto_picks_matmul_on_cpu_and_unknown_names_fail():
-  assert resolve('auto') == ('matmul' if jax.default_backend() == 'cpu' else 'lax')
+def test_auto_picks_matmul_on_cpu_for_wide_convs_and_unknown_names_fail():
+  on_cpu = jax.default_backend() == 'cpu'
+  assert resolve('auto') == ('matmul' if on_cpu else 'lax')
+  assert resolve('auto', features=64) == ('matmul' if on_cpu else 'lax')
+  assert resolve('auto', features=8) == 'lax'
+  assert resolve('auto', features=1, whole_map=True) == ('matmul' if on_cpu else 'lax')
   assert resolve('lax') == 'lax'
   with pytest.raises(EgmError, match='model.conv_impl'):
     resolve('winograd')
