@@ -202,7 +202,7 @@ def test_sklearn_digits():
 
 
 def test_unknown_prefix_and_max_examples():
-  with pytest.raises(EgmError, match=r'folder:, idx:, npz:, sklearn:, tfds:, '
+  with pytest.raises(EgmError, match=r'folder:, idx:, npz:, sklearn:, texture:, tfds:, '
                      r'toy2d:.*--config.data.source'):
     data.load_dataset(_config('mnist'))
   ds = data.load_dataset(_config('toy2d:moons', max_examples=100))
