@@ -50,5 +50,10 @@ def global_batch(local_batch: dict, mesh: Mesh) -> dict:
 
 
 def replicate(tree, mesh: Mesh):
-  """Places a pytree (e.g. the train state) on every device of the mesh."""
-  return jax.device_put(tree, replicated(mesh))
+  """Places a pytree (e.g. the train key) on every device of the mesh, once.
+
+  A jitted identity with a replicated output sharding: unlike `jax.device_put`, it
+  also works when the mesh spans devices of other processes (each process passes the
+  same value).
+  """
+  return jax.jit(lambda t: t, out_shardings=replicated(mesh))(tree)
