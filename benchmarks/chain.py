@@ -23,9 +23,13 @@ def step_flops(width: int = 64) -> float:
   return 2.0 * conv_flops(width)
 
 
-def make(batch: int, n_steps: int, conv_impl: str = 'auto', width: int = 64, remat=False):
-  """(jitted chain(params, x0, key) -> x, params, x0) for ConvEnergy and langevin(s=1, 0.01)."""
-  model = ConvEnergy(width, conv_impl=conv_impl)
+def make(batch: int, n_steps: int, conv_impl: str = 'auto', width: int = 64, remat=False,
+         compute_dtype: str = 'float32'):
+  """(jitted chain(params, x0, key) -> x, params, x0) for ConvEnergy and langevin(s=1, 0.01).
+
+  `compute_dtype` is the network's (`ConvEnergy.compute_dtype`); chain states are float32.
+  """
+  model = ConvEnergy(width, conv_impl=conv_impl, compute_dtype=compute_dtype)
   x0 = jax.random.uniform(jax.random.key(0), (batch, *IMAGE_SHAPE), jnp.float32, -1.0, 1.0)
   params = model.init(jax.random.key(1), x0[:1])
 

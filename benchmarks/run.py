@@ -15,12 +15,12 @@ import sys
 
 import jax
 
-from benchmarks import compile_time, langevin_speed, memory, torch_chain, training
+from benchmarks import compile_time, langevin_speed, memory, precision, torch_chain, training
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 # XLA:CPU options compared in subprocesses (each needs a fresh process).
-SECTIONS = ('langevin', 'flags', 'compile', 'memory', 'training', 'scaling')
+SECTIONS = ('langevin', 'flags', 'precision', 'compile', 'memory', 'training', 'scaling')
 FLAG_OPTIONS = ['', '--xla_cpu_use_onednn=true', '--xla_cpu_use_xnnpack=true',
                 '--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY']
 
@@ -72,6 +72,21 @@ def flag_rows(batch, repeats) -> list:
     e = r['egm_matmul']
     rows.append([flags or '(default)', f'{e["s_per_step"]:.3f} s/step', f'{e["gemm_fraction"]:.2f}',
                  f'{torch_s / e["s_per_step"]:.2f}', f'{r["gemm_gflops"]:.1f}'])
+  return rows
+
+
+def precision_rows(batch, repeats) -> list:
+  """bfloat16 vs float32 energy: speed, fraction of each precision's GEMM rate, sample change."""
+  r = precision.measure(batch, repeats)
+  rows = []
+  for dtype in ('float32', 'bfloat16'):
+    d = r[dtype]
+    rows.append([dtype, f'{d["s_per_step"]:.3f} s/step', f'{d["gflops"]:.1f}',
+                 f'{d["gemm_gflops"]:.1f}', f'{d["gemm_fraction"]:.2f}',
+                 f'{r["float32"]["s_per_step"] / d["s_per_step"]:.2f}'])
+  change = r['sample_rms_difference'] / r['sample_rms_moved']
+  rows.append([f'samples after {r["sample_steps"]} steps',
+               f'rms(x_bf16 - x_f32) / rms(x_f32 - x0) = {change:.3g}', '', '', '', ''])
   return rows
 
 
@@ -164,6 +179,10 @@ def main():
     emit('XLA:CPU flags (batch 64, conv=matmul, each in its own process, PyTorch timed beside)',
          ['XLA_FLAGS', 'egm chain', 'of GEMM rate', 'speed vs PyTorch', 'GEMM GFLOP/s'],
          flag_rows(64, max(2, repeats - 1)))
+  if 'precision' in only:
+    emit('Energy compute precision (batch 64, model.energy_dtype; chain states float32)',
+         ['energy dtype', 'chain', 'GFLOP/s', 'GEMM GFLOP/s (same dtype)', 'of GEMM rate',
+          'speed-up vs float32'], precision_rows(64, repeats))
   if 'compile' in only:
     emit('Compile time of the K-step sampler (batch 64)', ['K', 'compile', 'ratio to K=10'],
          compile_rows((10, 100, 500)))

@@ -1,4 +1,4 @@
-"""Interleaved wall-clock timing and the machine's float32 GEMM rate."""
+"""Interleaved wall-clock timing and the machine's GEMM rate (float32 or bfloat16)."""
 import time
 
 import jax
@@ -22,10 +22,10 @@ def interleaved(fns: dict, repeats: int) -> dict:
   return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def gemm(n: int = 1024):
-  """A blocking call of a jitted float32 (n, n) @ (n, n) and its FLOPs, 2n^3."""
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+def gemm(n: int = 1024, dtype=jnp.float32):
+  """A blocking call of a jitted (n, n) @ (n, n) in `dtype` and its FLOPs, 2n^3."""
+  a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+  b = jax.random.normal(jax.random.key(1), (n, n), dtype)
   dot = jax.jit(jnp.dot)
   dot(a, b).block_until_ready()
   return lambda: dot(a, b).block_until_ready(), 2.0 * n ** 3

@@ -32,6 +32,8 @@ def get_config(arg=None):
   config.model.width = 64  # base channel count of the conv nets / hidden units of the MLPs
   config.model.mlp_depth = 3  # hidden layers of the 2-D MLP nets
   config.model.energy_reference_std = 0.0  # >0 adds ‖x‖²/(2 std²) to E (Gaussian reference)
+  # 'bfloat16': the image ConvNet energy computes in bf16 (chains, parameters stay float32)
+  config.model.energy_dtype = 'float32'
   config.model.sigma = 0.3  # Gaussian observation noise of G, in [-1, 1] units
 
   config.optim = ml_collections.ConfigDict()

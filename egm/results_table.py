@@ -10,6 +10,7 @@ A method runs with `configs/<method>_fashion.py` when that exists, else with
 `train.max_minutes` (the budget; the first steps' compilation included), or at the latest by
 SIGTERM a few minutes after it; each run is then evaluated by eval.py.
 """
+import concurrent.futures
 import json
 import os
 import re
@@ -31,6 +32,9 @@ _FEATURES = flags.DEFINE_string('feature_workdir', 'runs/classifier_fashion',
 _NUM_FID = flags.DEFINE_integer('num_fid_samples', 2000, 'Samples behind FID/KID.')
 _METHODS = flags.DEFINE_list('methods', [], 'Methods to run (default: every generative one).')
 _README = flags.DEFINE_string('readme', 'README.md', 'File with the table markers; "" skips.')
+_LANES = flags.DEFINE_integer(
+    'lanes', 1, 'Methods trained at once, each lane pinned to its own share of the CPU cores '
+    '(so every method still gets the same compute; 2 on a 2-core machine halves the wall time).')
 _GRACE_S = 180  # SIGTERM this long after the budget if train.max_minutes did not stop the run
 BEGIN, END = '<!-- results-table:begin -->', '<!-- results-table:end -->'
 _NOT_GENERATIVE = ('classifier',)
@@ -53,11 +57,25 @@ def entries(methods=()) -> list[tuple[str, str, list[str]]]:
   return out
 
 
-def _run(command: list[str], log_path: str, timeout_s: float | None = None) -> float:
-  """Runs `command` (nice 5), output to `log_path`; SIGTERM after timeout_s; returns seconds."""
+def lane_cpus(lanes: int) -> list[set[int]]:
+  """This process's CPUs split into `lanes` disjoint, equal shares."""
+  cpus = sorted(os.sched_getaffinity(0))
+  if not 1 <= lanes <= len(cpus):
+    raise EgmError(f'--lanes={lanes}: choose 1 to {len(cpus)} (the CPUs this process may use).')
+  share = len(cpus) // lanes
+  return [set(cpus[i * share:(i + 1) * share]) for i in range(lanes)]
+
+
+def _run(command: list[str], log_path: str, timeout_s: float | None = None,
+         cpus: set[int] | None = None) -> float:
+  """Runs `command` (nice 5, on `cpus`), output to `log_path`; SIGTERM after timeout_s.
+
+  Returns the wall-clock seconds it took.
+  """
   start = time.monotonic()
+  pin = [] if cpus is None else ['taskset', '-c', ','.join(map(str, sorted(cpus)))]
   with open(log_path, 'w') as log:
-    process = subprocess.Popen(['nice', '-n', '5', sys.executable, *command], stdout=log,
+    process = subprocess.Popen([*pin, 'nice', '-n', '5', sys.executable, *command], stdout=log,
                                stderr=subprocess.STDOUT)
     try:
       process.wait(timeout=timeout_s)
@@ -69,21 +87,22 @@ def _run(command: list[str], log_path: str, timeout_s: float | None = None) -> f
   return time.monotonic() - start
 
 
-def run_method(name: str, config: str, extra: list[str], out: str) -> dict:
-  """Trains and evaluates one method; returns its eval metrics plus `train_seconds`."""
+def run_method(name: str, config: str, extra: list[str], out: str,
+               cpus: set[int] | None = None) -> dict:
+  """Trains and evaluates one method (on `cpus`); returns its eval metrics + `train_seconds`."""
   workdir = os.path.join(out, name)
   os.makedirs(workdir, exist_ok=True)
   overrides = [f'--config.data.source={_SOURCE.value}', *extra]
   train = ['train.py', f'--config={config}', f'--workdir={workdir}', *overrides,
            f'--config.train.max_minutes={_BUDGET.value}']
   print(f'{name}: training {_BUDGET.value} min ({config} {" ".join(extra)})', flush=True)
-  seconds = _run(train, os.path.join(workdir, 'train.log'), 60 * _BUDGET.value + _GRACE_S)
+  seconds = _run(train, os.path.join(workdir, 'train.log'), 60 * _BUDGET.value + _GRACE_S, cpus)
   evaluate = ['eval.py', f'--config={config}', f'--workdir={workdir}', *overrides,
               f'--config.eval.feature_workdir={_FEATURES.value}',
               f'--config.eval.num_fid_samples={_NUM_FID.value}',
               '--config.eval.metrics=samples,rec_mse,feature_fid']
   print(f'{name}: evaluating', flush=True)
-  _run(evaluate, os.path.join(workdir, 'eval.log'))
+  _run(evaluate, os.path.join(workdir, 'eval.log'), cpus=cpus)
   with open(os.path.join(workdir, 'eval', 'metrics.json')) as f:
     return {**json.load(f), 'train_seconds': seconds, 'config': config, 'extra': extra}
 
@@ -122,8 +141,15 @@ def main(argv):
   from egm.evaluation.feature_net import load_feature_net
   feature_name = load_feature_net(_FEATURES.value, (28, 28, 1)).name  # fails early if missing
   os.makedirs(_OUT.value, exist_ok=True)
-  results = [run_method(name, config, extra, _OUT.value)
-             for name, config, extra in entries(_METHODS.value)]
+  runs, lanes = entries(_METHODS.value), lane_cpus(_LANES.value)
+
+  def run_lane(lane: int) -> list[dict]:
+    return [run_method(*runs[i], _OUT.value, lanes[lane] if len(lanes) > 1 else None)
+            for i in range(lane, len(runs), len(lanes))]
+
+  with concurrent.futures.ThreadPoolExecutor(len(lanes)) as pool:
+    by_lane = list(pool.map(run_lane, range(len(lanes))))
+  results = sorted((r for lane in by_lane for r in lane), key=lambda r: r['method'])
   table = markdown(results, feature_name)
   with open(os.path.join(_OUT.value, 'table.md'), 'w') as f:
     f.write(table)

@@ -79,8 +79,9 @@ def train(config, workdir: str):
   keys = experiment.run_keys(config.seed)
   train_key = parallel.replicate(keys['train'], exp.mesh)  # once, not a transfer per step
   stop = _StopFlag()
-  previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+  previous_handlers = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
   step = start_step
+  previous_metrics = None  # the step before the newest: at most two updates are ever queued
   deadline = time.monotonic() + 60 * config.train.max_minutes
   try:
     while step < config.train.num_steps and not stop.requested:
@@ -90,6 +91,10 @@ def train(config, workdir: str):
         break
       batch = parallel.global_batch(next(batches), exp.mesh)
       state, metrics = update(state, batch, train_key)
+      # Asynchronous dispatch would otherwise let the loop run log_every updates ahead, and a
+      # SIGTERM or train.max_minutes would wait for all of them.
+      jax.block_until_ready(previous_metrics)
+      previous_metrics = metrics
       step += 1
       if step % config.train.log_every == 0 or step == config.train.num_steps:
         writer.write(step, jax.device_get(metrics))
@@ -104,7 +109,7 @@ def train(config, workdir: str):
     if checkpoints.latest_step() != step:
       checkpoints.save(step, state)
   finally:
-    for s, handler in previous.items():
+    for s, handler in previous_handlers.items():
       signal.signal(s, handler)
     writer.close()
     checkpoints.close()

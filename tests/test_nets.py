@@ -6,12 +6,14 @@ import ml_collections
 import numpy as np
 import pytest
 
+from egm.errors import EgmError
 from egm.nets import layers, make_networks
 
 
-def _model(width=8, z_dim=4):
+def _model(width=8, z_dim=4, energy_dtype='float32'):
   return ml_collections.ConfigDict(dict(width=width, z_dim=z_dim, mlp_depth=2,
-                                        energy_reference_std=0.0, architecture='auto'))
+                                        energy_reference_std=0.0, architecture='auto',
+                                        energy_dtype=energy_dtype))
 
 
 @pytest.mark.parametrize('x_shape', [(2,), (8, 8, 1), (28, 28, 1), (32, 32, 3), (64, 64, 3)])
@@ -39,6 +41,23 @@ def test_cifar_energy_is_the_reference_convnet():
              if path[-1].key == 'kernel']
   assert kernels == [(3, 3, 3, 64), (4, 4, 64, 128), (4, 4, 128, 256), (4, 4, 256, 512),
                      (4, 4, 512, 1)]
+
+
+def test_bfloat16_energy_keeps_float32_chains_and_tracks_the_float32_energy():
+  """bf16 compute: same parameters, float32 energies and input gradients within bf16 error."""
+  x = jax.random.uniform(jax.random.key(1), (4, 32, 32, 3), minval=-1, maxval=1)
+  full = make_networks(_model(width=16), (32, 32, 3)).energy
+  half = make_networks(_model(width=16, energy_dtype='bfloat16'), (32, 32, 3)).energy
+  params = full.init(jax.random.key(0), x)
+  assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, half.init(jax.random.key(0), x))
+  e_full, g_full = jax.value_and_grad(lambda y: full.apply(params, y).sum())(x)
+  e_half, g_half = jax.value_and_grad(lambda y: half.apply(params, y).sum())(x)
+  assert e_half.dtype == g_half.dtype == jnp.float32
+  np.testing.assert_allclose(e_half, e_full, rtol=0.05, atol=0.05 * float(jnp.abs(e_full)))
+  cosine = jnp.vdot(g_full, g_half) / (jnp.linalg.norm(g_full) * jnp.linalg.norm(g_half))
+  assert 0.99 < float(cosine) < 1.0  # close, and really computed in lower precision
+  with pytest.raises(EgmError, match='energy_dtype is .float16.; it must be float32 or bfloat16'):
+    make_networks(_model(energy_dtype='float16'), (32, 32, 3))
 
 
 def test_image_stages():

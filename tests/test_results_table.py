@@ -1,4 +1,6 @@
 """The results-table script's pieces: which runs it makes, the table, the README insertion."""
+import os
+
 import pytest
 
 from egm import results_table
@@ -36,3 +38,22 @@ def test_markdown_table_and_readme_insertion(tmp_path):
   readme.write_text('no markers')
   with pytest.raises(EgmError, match='markers'):
     results_table.insert_into(str(readme), table)
+
+
+def test_lanes_split_the_cpus_into_disjoint_equal_shares():
+  cpus = sorted(os.sched_getaffinity(0))
+  lanes = results_table.lane_cpus(len(cpus))
+  assert [sorted(lane) for lane in lanes] == [[c] for c in cpus]
+  assert results_table.lane_cpus(1) == [set(cpus)]
+  with pytest.raises(EgmError, match='--lanes=0'):
+    results_table.lane_cpus(0)
+  with pytest.raises(EgmError, match=f'choose 1 to {len(cpus)}'):
+    results_table.lane_cpus(len(cpus) + 1)
+
+
+def test_a_lane_runs_its_command_on_its_cpus_only(tmp_path):
+  lane = results_table.lane_cpus(len(os.sched_getaffinity(0)))[-1]
+  log = tmp_path / 'log'
+  results_table._run(['-c', 'import os; print(sorted(os.sched_getaffinity(0)))'], str(log),
+                     cpus=lane)
+  assert log.read_text().strip() == str(sorted(lane))

@@ -32,6 +32,15 @@ def texture_latent_shape(side: int, z_dim: int) -> tuple[int, int, int]:
   return (side // SCALE, side // SCALE, z_dim)
 
 
+def energy_dtype(model_config) -> str:
+  """`model.energy_dtype`, checked: the compute dtype of the image ConvNet energy."""
+  if model_config.energy_dtype not in ('float32', 'bfloat16'):
+    raise EgmError(
+        f'config.model.energy_dtype is {model_config.energy_dtype!r}; it must be float32 or '
+        'bfloat16 (bfloat16 convolutions, float32 parameters and chain states).')
+  return model_config.energy_dtype
+
+
 def make_networks(model_config, x_shape) -> Networks:
   """MLPs for points (D,), ConvNets for square images (S, S, C), or the texture pair.
 
@@ -53,7 +62,8 @@ def make_networks(model_config, x_shape) -> Networks:
     return Networks(MLPEnergy(width, depth, ref_std), MLPGenerator(x_shape[0], width, depth),
                     MLPEncoder(z_dim, width, depth), (z_dim,))
   if model_config.architecture == 'auto' and is_image:
-    return Networks(ConvEnergy(width, ref_std), ConvGenerator(x_shape[0], x_shape[2], width),
+    energy = ConvEnergy(width, ref_std, compute_dtype=energy_dtype(model_config))
+    return Networks(energy, ConvGenerator(x_shape[0], x_shape[2], width),
                     ConvEncoder(z_dim, width), (z_dim,))
   raise EgmError(
       f'No network family for data of shape {tuple(x_shape)}: egm builds MLPs for 2-D points '

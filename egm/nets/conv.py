@@ -88,5 +88,6 @@ class Conv(nn.Module):
       y = lax.conv_general_dilated(x, kernel.astype(x.dtype), strides, pads,
                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)
+      bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)
+      y = y + bias.astype(y.dtype)
     return y
