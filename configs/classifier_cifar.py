@@ -14,6 +14,7 @@ def get_config(arg=None):
   config.data.channels = 3
   config.model.width = 32
   config.classifier.feature_name = 'cifar10_jpeg_classifier'
+  config.classifier.random_flip = True
   config.optim.b1 = 0.9
   config.optim.decay_per_epoch = 0.95
   config.optim.grad_clip = 0.0

@@ -67,6 +67,7 @@ def get_config(arg=None):
   config.classifier.num_classes = 10
   config.classifier.feature_dim = 128  # width of the penultimate layer (the feature space)
   config.classifier.lr = 1e-3
+  config.classifier.random_flip = False  # mirror each training image left-right with prob. 1/2
   config.classifier.feature_name = 'classifier'  # metrics in its space: fid_<feature_name>, ...
 
   config.coopnets = ml_collections.ConfigDict()

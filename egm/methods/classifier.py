@@ -13,6 +13,12 @@ from egm.methods import base
 from egm.nets.classifier import ConvClassifier
 
 
+def random_flip(x, key):
+  """Mirrors each image of (B, S, S, C) left-right with probability 1/2."""
+  flip = jax.random.bernoulli(key, 0.5, (x.shape[0], 1, 1, 1))
+  return jnp.where(flip, x[:, :, ::-1], x)
+
+
 @base.register('classifier')
 class Classifier:
   """Adam on the mean softmax cross-entropy of a ConvClassifier."""
@@ -23,6 +29,7 @@ class Classifier:
           f'The classifier takes images (S, S, C), but the data has examples of shape '
           f'{tuple(x_shape)}. Train it on an image source (--config.data.source=...).')
     hp = config.classifier
+    self.random_flip = hp.random_flip
     self.net = ConvClassifier(hp.num_classes, config.model.width, hp.feature_dim)
     self.opt = base.make_optimizer(hp.lr, config.optim, steps_per_epoch)
 
@@ -44,7 +51,8 @@ class Classifier:
     return loss, {'loss': loss, 'accuracy': accuracy}
 
   def update(self, state, batch, key):
-    del key
+    if self.random_flip:
+      batch = {**batch, 'x': random_flip(batch['x'], key)}
     net = state['classifier']
     grads, metrics = jax.grad(self.loss, has_aux=True)(net['params'], batch)
     return {'classifier': base.apply_gradients(net, grads, self.opt),
