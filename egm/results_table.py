@@ -8,7 +8,9 @@ with the same metrics and writes one markdown table (also into README.md between
 A method runs with `configs/<method>_fashion.py` when that exists, else with
 `configs/triangle_fashion.py --config.method=<method>` (e.g. vae). Training stops after
 `train.max_minutes` (the budget; the first steps' compilation included), or at the latest by
-SIGTERM a few minutes after it; each run is then evaluated by eval.py.
+SIGTERM a few minutes after it; each run is then evaluated by eval.py. A method whose workdir
+holds `train_seconds.json` (written when its training ended) is only evaluated again, so a table
+run that was cut short continues where it stopped.
 """
 import concurrent.futures
 import json
@@ -95,8 +97,17 @@ def run_method(name: str, config: str, extra: list[str], out: str,
   overrides = [f'--config.data.source={_SOURCE.value}', *extra]
   train = ['train.py', f'--config={config}', f'--workdir={workdir}', *overrides,
            f'--config.train.max_minutes={_BUDGET.value}']
-  print(f'{name}: training {_BUDGET.value} min ({config} {" ".join(extra)})', flush=True)
-  seconds = _run(train, os.path.join(workdir, 'train.log'), 60 * _BUDGET.value + _GRACE_S, cpus)
+  trained = os.path.join(workdir, 'train_seconds.json')
+  if os.path.exists(trained):  # a table run cut short after this training: do not train more
+    with open(trained) as f:
+      seconds = json.load(f)['train_seconds']
+    print(f'{name}: already trained ({trained})', flush=True)
+  else:
+    print(f'{name}: training {_BUDGET.value} min ({config} {" ".join(extra)})', flush=True)
+    seconds = _run(train, os.path.join(workdir, 'train.log'), 60 * _BUDGET.value + _GRACE_S,
+                   cpus)
+    with open(trained, 'w') as f:
+      json.dump({'train_seconds': seconds}, f)
   evaluate = ['eval.py', f'--config={config}', f'--workdir={workdir}', *overrides,
               f'--config.eval.feature_workdir={_FEATURES.value}',
               f'--config.eval.num_fid_samples={_NUM_FID.value}',

@@ -1,4 +1,5 @@
 """The results-table script's pieces: which runs it makes, the table, the README insertion."""
+import json
 import os
 
 import pytest
@@ -57,3 +58,22 @@ def test_a_lane_runs_its_command_on_its_cpus_only(tmp_path):
   results_table._run(['-c', 'import os; print(sorted(os.sched_getaffinity(0)))'], str(log),
                      cpus=lane)
   assert log.read_text().strip() == str(sorted(lane))
+
+
+def test_a_method_trained_before_is_only_evaluated_again(tmp_path, monkeypatch):
+  if not results_table.flags.FLAGS.is_parsed():
+    results_table.flags.FLAGS(['results_table'])
+  workdir = tmp_path / 'ebm'
+  (workdir / 'eval').mkdir(parents=True)
+  (workdir / 'train_seconds.json').write_text(json.dumps({'train_seconds': 123.0}))
+  (workdir / 'eval' / 'metrics.json').write_text(json.dumps({'method': 'ebm', 'step': 7}))
+  commands = []
+  monkeypatch.setattr(results_table, '_run',
+                      lambda command, *a, **k: commands.append(command) or 5.0)
+  result = results_table.run_method('ebm', 'configs/ebm_fashion.py', [], str(tmp_path))
+  assert [c[0] for c in commands] == ['eval.py']
+  assert result['train_seconds'] == 123.0 and result['step'] == 7
+  (workdir / 'train_seconds.json').unlink()  # a fresh run trains, then records its time
+  results_table.run_method('ebm', 'configs/ebm_fashion.py', [], str(tmp_path))
+  assert [c[0] for c in commands[1:]] == ['train.py', 'eval.py']
+  assert json.loads((workdir / 'train_seconds.json').read_text()) == {'train_seconds': 5.0}
