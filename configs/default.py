@@ -30,6 +30,8 @@ def get_config(arg=None):
   config.model.architecture = 'auto'  # 'auto' (MLPs for points, ConvNets for images) | 'texture'
   config.model.z_dim = 100
   config.model.width = 64  # base channel count of the conv nets / hidden units of the MLPs
+  # texture descriptor: stride-2 stages; each score sees 3·2^stages px (2: 12 px, 4: 48 px)
+  config.model.texture_energy_stages = 2
   config.model.mlp_depth = 3  # hidden layers of the 2-D MLP nets
   config.model.energy_reference_std = 0.0  # >0 adds ‖x‖²/(2 std²) to E (Gaussian reference)
   # 'bfloat16': the image ConvNet energy computes in bf16 (chains, parameters stay float32)
@@ -76,6 +78,7 @@ def get_config(arg=None):
   config.coopnets.infer_steps = 0  # z-space Langevin steps inferring z for the revised x (0: off)
   config.coopnets.infer_step_size = 0.1  # δ_z of the z-space Langevin
   config.coopnets.completion_infer_steps = 100  # z-space steps on observed pixels in completion
+  config.coopnets.completion_samples = 8  # completions averaged into the fill (1: one sample)
   config.coopnets.energy_l2 = 0.0  # weight of mean E^2 on the descriptor
 
   config.train = ml_collections.ConfigDict()
@@ -156,6 +159,7 @@ def smoke(config):
   config.coopnets.n_steps = min(config.coopnets.n_steps, 3)
   config.coopnets.infer_steps = min(config.coopnets.infer_steps, 2)
   config.coopnets.completion_infer_steps = min(config.coopnets.completion_infer_steps, 3)
+  config.coopnets.completion_samples = min(config.coopnets.completion_samples, 2)
   config.eval.synthesis_size = min(config.eval.synthesis_size, 32)
   config.eval.texture_syntheses = min(config.eval.texture_syntheses, 2)
   config.eval.completion_examples = min(config.eval.completion_examples, 32)

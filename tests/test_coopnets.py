@@ -53,6 +53,29 @@ def test_masked_revision_and_completion_keep_observed_pixels():
   assert float(jnp.max(jnp.abs((completed - x) * (1 - mask)))) > 0
 
 
+def test_completion_averages_per_image_completions():
+  """The n-sample fill of image i is the mean of rows i·n … i·n+n−1 of a one-sample run
+  on each image repeated n times (the same random draws)."""
+  config = coopnets_texture.get_config('smoke')
+  config.data.image_size = 8
+  config.coopnets.completion_samples = 3
+  averaged = _method(config)
+  config = config.copy_and_resolve_references()  # the methods keep their config
+  config.coopnets.completion_samples = 1
+  single = _method(config)
+  x = jax.random.uniform(jax.random.key(1), (2, 8, 8, 1), minval=-1, maxval=1)
+  state = single.init(jax.random.key(2), {'x': x})
+  mask = jnp.ones((2, 8, 8, 1)).at[:, 2:6, 2:6].set(0.0)
+  key = jax.random.key(4)
+  fill = jax.jit(averaged.complete)(state, x, mask, key)
+  rows = jax.jit(single.complete)(state, jnp.repeat(x, 3, axis=0), jnp.repeat(mask, 3, axis=0),
+                                  key)
+  assert fill.shape == x.shape
+  np.testing.assert_allclose(np.asarray(fill), np.asarray(rows).reshape(2, 3, 8, 8, 1).mean(1),
+                             rtol=1e-5, atol=1e-6)
+  assert float(jnp.max(jnp.abs(rows[0] - rows[1]))) > 0  # the samples differ
+
+
 def test_texture_nets_synthesise_larger_than_the_crop():
   config = coopnets_texture.get_config('smoke')
   config.data.image_size = 8
@@ -66,11 +89,30 @@ def test_texture_nets_synthesise_larger_than_the_crop():
     method.generator_sample(state, jax.random.key(1), 1, 10)
 
 
+def test_texture_descriptor_depth_sets_its_receptive_field():
+  """Moving pixel (0, 0) changes ∇E only at pixels that share a score's patch with it:
+  within 12 px for 2 stages, across the whole 32-px crop for 4 (48-px patches)."""
+  config = coopnets_texture.get_config('smoke')
+  x = jnp.zeros((1, 32, 32, 1))
+  moved = x.at[0, 0, 0, 0].set(1.0)
+  for stages, reaches_far_corner in ((2, False), (4, True)):
+    config.model.texture_energy_stages = stages
+    method = base.make_method(config, (32, 32, 1), steps_per_epoch=10)
+    state = method.init(jax.random.key(0), {'x': x})
+    grad = jax.grad(lambda y: jnp.sum(method.energy(state, y)))
+    change = jnp.abs(grad(moved) - grad(x))[0, 20:, 20:]
+    assert (float(jnp.max(change)) > 1e-6) == reaches_far_corner
+  config.model.texture_energy_stages = 6
+  with pytest.raises(EgmError, match='texture_energy_stages'):
+    base.make_method(config, (32, 32, 1), steps_per_epoch=10)
+
+
 @pytest.mark.parametrize('key,value,match', [
     ('n_steps', 0, 'coopnets.n_steps'),
     ('step_size', -0.1, 'coopnets.step_size'),
     ('infer_steps', -1, 'coopnets.infer_steps'),
     ('completion_infer_steps', 0, 'coopnets.completion_infer_steps'),
+    ('completion_samples', 0, 'coopnets.completion_samples'),
 ])
 def test_bad_settings_name_the_key(key, value, match):
   config = coopnets_toy2d.get_config()

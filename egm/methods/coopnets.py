@@ -12,7 +12,10 @@ One update:
      descriptor's Langevin dynamics took its own proposals.
 The chains are constants to both losses. Pattern completion (`complete`) infers
 z on the observed pixels, fills the missing ones with G(z), then runs descriptor
-Langevin on the missing pixels only.
+Langevin on the missing pixels only; the fill is the mean of
+`coopnets.completion_samples` such posterior samples (their average estimates the
+posterior mean, the fill of least expected squared error; one sample errs twice the
+posterior variance).
 """
 import jax
 import jax.numpy as jnp
@@ -26,7 +29,7 @@ from egm.sampling import langevin, latent_posterior_energy
 def check_config(hp) -> None:
   """Raises EgmError naming the `config.coopnets` key that cannot work."""
   problems = []
-  for key in ('n_steps', 'infer_steps', 'completion_infer_steps'):
+  for key in ('n_steps', 'infer_steps', 'completion_infer_steps', 'completion_samples'):
     if int(hp[key]) != hp[key] or hp[key] < 0:
       problems.append(f'coopnets.{key} is {hp[key]}: a whole number of steps >= 0')
   if hp.n_steps < 1:
@@ -34,6 +37,9 @@ def check_config(hp) -> None:
   if hp.completion_infer_steps < 1:
     problems.append(f'coopnets.completion_infer_steps is {hp.completion_infer_steps}: pattern '
                     'completion infers z with >= 1 steps (e.g. 100)')
+  if hp.completion_samples < 1:
+    problems.append(f'coopnets.completion_samples is {hp.completion_samples}: the fill averages '
+                    '>= 1 completions (e.g. 8)')
   for key in ('step_size', 'infer_step_size', 'energy_l2'):
     if hp[key] < 0:
       problems.append(f'coopnets.{key} is {hp[key]}: it is a magnitude and must be >= 0')
@@ -164,14 +170,18 @@ class CoopNets:
   def complete(self, state, x, mask, key):
     """Fills the unobserved pixels of x (B, ...) where mask (B, H, W, 1) is 0.
 
-    z is inferred from N(0, I) by `completion_infer_steps` Langevin steps on the
-    observed pixels, the holes are filled with G(z), then K descriptor steps
-    move only the unobserved pixels.
+    Each of `completion_samples` completions infers z from N(0, I) by
+    `completion_infer_steps` Langevin steps on the observed pixels, fills the holes
+    with G(z), then runs K descriptor steps on the unobserved pixels only; the
+    returned fill (B, ...) is their mean.
     """
     if mask.shape[0] != x.shape[0]:
       raise EgmError(f'mask has {mask.shape[0]} rows for {x.shape[0]} images: give one per image.')
+    n = self.hp.completion_samples
+    xs, masks = jnp.repeat(x, n, axis=0), jnp.repeat(mask, n, axis=0)
     k_z, k_infer, k_revise = jax.random.split(key, 3)
-    z0 = jax.random.normal(k_z, (x.shape[0],) + self.latent_shape(x.shape[1]), jnp.float32)
-    z = self.infer(state, x, z0, k_infer, self.hp.completion_infer_steps, mask, train=False)
-    filled = mask * x + (1.0 - mask) * self._generate(state, z, train=False)
-    return self.revise(state, filled, k_revise, mask=mask)[0]
+    z0 = jax.random.normal(k_z, (xs.shape[0],) + self.latent_shape(x.shape[1]), jnp.float32)
+    z = self.infer(state, xs, z0, k_infer, self.hp.completion_infer_steps, masks, train=False)
+    filled = masks * xs + (1.0 - masks) * self._generate(state, z, train=False)
+    completions = self.revise(state, filled, k_revise, mask=masks)[0]
+    return jnp.mean(completions.reshape((x.shape[0], n) + x.shape[1:]), axis=1)

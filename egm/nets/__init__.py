@@ -41,6 +41,17 @@ def energy_dtype(model_config) -> str:
   return model_config.energy_dtype
 
 
+def texture_energy_stages(model_config, side: int) -> int:
+  """`model.texture_energy_stages`, checked against the training crop side."""
+  stages = model_config.texture_energy_stages
+  if int(stages) != stages or stages < 1 or side < 2 ** stages:
+    raise EgmError(
+        f'config.model.texture_energy_stages is {stages} for {side}x{side} crops: it must be a '
+        f'whole number >= 1 with 2^stages <= the crop side (at most {max(side.bit_length() - 1, 1)}'
+        ' here). Fix --config.model.texture_energy_stages or --config.data.image_size.')
+  return int(stages)
+
+
 def make_networks(model_config, x_shape) -> Networks:
   """MLPs for points (D,), ConvNets for square images (S, S, C), or the texture pair.
 
@@ -55,7 +66,8 @@ def make_networks(model_config, x_shape) -> Networks:
         f'config.model.architecture is {model_config.architecture!r}; it must be auto '
         '(MLPs for points, ConvNets for images) or texture. Fix --config.model.architecture.')
   if model_config.architecture == 'texture' and is_image:
-    return Networks(TextureEnergy(width, ref_std), TextureGenerator(x_shape[2], width), None,
+    energy = TextureEnergy(width, ref_std, texture_energy_stages(model_config, x_shape[0]))
+    return Networks(energy, TextureGenerator(x_shape[2], width), None,
                     texture_latent_shape(x_shape[0], z_dim))
   if model_config.architecture == 'auto' and len(x_shape) == 1:
     depth = model_config.mlp_depth

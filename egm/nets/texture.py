@@ -17,17 +17,19 @@ _STAGES = 2  # log2(SCALE)
 class TextureEnergy(nn.Module):
   """Stationary energy (B,H,W,C) -> (B,): a sum over positions of a local ConvNet score.
 
-  conv3x3(width), then two conv4x4 stride-2 stages doubling the channels,
-  LeakyReLU 0.2, a 1x1 conv to one channel summed over the (H/4, W/4) map;
-  plus `reference_energy(x, reference_std)`.
+  conv3x3(width), then `stages` conv4x4 stride-2 stages doubling the channels,
+  LeakyReLU 0.2, a 1x1 conv to one channel summed over the (H/2^stages, W/2^stages)
+  map; plus `reference_energy(x, reference_std)`. Each score sees a patch of
+  3·2^stages pixels (12 px for 2 stages, 24 for 3, 48 for 4).
   """
   width: int = 64
   reference_std: float = 0.0
+  stages: int = _STAGES
 
   @nn.compact
   def __call__(self, x):
     h = layers.leaky_relu(nn.Conv(self.width, (3, 3), padding='SAME')(x))
-    for i in range(_STAGES):
+    for i in range(self.stages):
       h = nn.Conv(self.width * 2 ** (i + 1), (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))(h)
       h = layers.leaky_relu(h)
     h = nn.Conv(1, (1, 1))(h)
