@@ -2,6 +2,7 @@
 figures, and the errors for bad input."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -125,6 +126,21 @@ def test_feature_workdir_errors(runs, tmp_path):
     load_feature_net(str(tmp_path / 'untrained'), (28, 28, 1))
   with pytest.raises(EgmError, match='trained on images of shape'):
     load_feature_net(runs['classifier'], (32, 32, 3))
+
+
+def test_feature_net_saved_before_a_config_key_loads(runs, tmp_path):
+  old = tmp_path / 'old_classifier'
+  shutil.copytree(runs['classifier'], old)
+  with open(old / 'config.json') as f:
+    saved = json.load(f)
+  del saved['classifier']['random_flip']
+  with open(old / 'config.json', 'w') as f:
+    json.dump(saved, f)
+  net = load_feature_net(str(old), (28, 28, 1))
+  np.testing.assert_allclose(
+      net.features(np.zeros((2, 28, 28, 1), np.float32)),
+      load_feature_net(runs['classifier'], (28, 28, 1)).features(np.zeros((2, 28, 28, 1),
+                                                                          np.float32)))
 
 
 def test_feature_net_rejects_wrong_range_or_channels(runs):

@@ -10,9 +10,9 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
+from egm import config_defaults
 from egm.checkpointing import Checkpointer
 from egm.errors import EgmError
 from egm.evaluation import feature_metrics
@@ -56,7 +56,7 @@ def load_feature_net(workdir: str, image_shape) -> FeatureNet:
     raise EgmError(f'config.eval.feature_workdir={workdir!r} holds no classifier run (no '
                    f'config.json). {_TRAIN_HINT}')
   with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+    config = config_defaults.with_defaults(json.load(f))
   if config.method != 'classifier':
     raise EgmError(f'config.eval.feature_workdir={workdir!r} is a {config.method!r} run, not a '
                    f'classifier. {_TRAIN_HINT}')

@@ -29,7 +29,7 @@ class Classifier:
           f'The classifier takes images (S, S, C), but the data has examples of shape '
           f'{tuple(x_shape)}. Train it on an image source (--config.data.source=...).')
     hp = config.classifier
-    self.random_flip = hp.get('random_flip', False)  # runs saved before the key: no flips
+    self.random_flip = hp.random_flip
     self.net = ConvClassifier(hp.num_classes, config.model.width, hp.feature_dim)
     self.opt = base.make_optimizer(hp.lr, config.optim, steps_per_epoch)
 
