@@ -39,3 +39,19 @@ def make(batch: int, n_steps: int, conv_impl: str = 'auto', width: int = 64, rem
                     remat=remat)[0]
 
   return jax.jit(chain), params, x0
+
+
+def blocking_call(batch: int, n_steps: int, **make_kwargs):
+  """(call, params, x0): `call()` runs the compiled chain of `make` once and waits; warmed up."""
+  fn, params, x0 = make(batch, n_steps, **make_kwargs)
+  key = jax.random.key(0)
+  call = lambda: fn(params, x0, key).block_until_ready()
+  call()
+  return call, params, x0
+
+
+def throughput(seconds_per_call: float, n_steps: int, batch: int, gemm_gflops: float) -> dict:
+  """s/step, GFLOP/s and fraction of the GEMM rate of a chain of `n_steps` steps per call."""
+  per_step = seconds_per_call / n_steps
+  gflops = step_flops() * batch / per_step / 1e9
+  return {'s_per_step': per_step, 'gflops': gflops, 'gemm_fraction': gflops / gemm_gflops}

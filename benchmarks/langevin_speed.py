@@ -7,8 +7,6 @@ import json
 import os
 import sys
 
-import jax
-
 from benchmarks import chain, timing, torch_chain
 
 STEPS_PER_CALL = 10  # egm's K-step chain also evaluates dE/dx at x0: K+1 passes, K counted
@@ -18,11 +16,7 @@ def measure(batch: int, repeats: int, impls=('matmul', 'lax'), with_torch=True) 
   """Median s/step, GFLOP/s and fraction of the GEMM rate of each chain, timed in turn."""
   calls = {}
   for impl in impls:
-    fn, params, x0 = chain.make(batch, STEPS_PER_CALL, impl)
-    key = jax.random.key(0)
-    fn(params, x0, key).block_until_ready()
-    calls[f'egm_{impl}'] = lambda fn=fn, params=params, x0=x0, key=key: (
-        fn(params, x0, key).block_until_ready())
+    calls[f'egm_{impl}'] = chain.blocking_call(batch, STEPS_PER_CALL, conv_impl=impl)[0]
   if with_torch and torch_chain.available():
     for channels_last in (False, True):
       run = torch_chain.make(batch, STEPS_PER_CALL, channels_last=channels_last)
@@ -34,9 +28,7 @@ def measure(batch: int, repeats: int, impls=('matmul', 'lax'), with_torch=True) 
   gemm_rate = gemm_flops / seconds.pop('gemm') / 1e9
   result = {'batch': batch, 'gemm_gflops': gemm_rate, 'xla_flags': os.environ.get('XLA_FLAGS', '')}
   for name, s in seconds.items():
-    per_step = s / STEPS_PER_CALL
-    gflops = chain.step_flops() * batch / per_step / 1e9
-    result[name] = {'s_per_step': per_step, 'gflops': gflops, 'gemm_fraction': gflops / gemm_rate}
+    result[name] = chain.throughput(s, STEPS_PER_CALL, batch, gemm_rate)
   return result
 
 

@@ -17,10 +17,7 @@ def measure(batch: int, repeats: int, sample_steps: int = 100) -> dict:
   """Per dtype: s/step, GFLOP/s, fraction of that dtype's GEMM rate; and the sample difference."""
   calls, chains = {}, {}
   for dtype in ('float32', 'bfloat16'):
-    fn, params, x0 = chain.make(batch, STEPS_PER_CALL, compute_dtype=dtype)
-    key = jax.random.key(0)
-    fn(params, x0, key).block_until_ready()
-    calls[dtype] = lambda fn=fn, params=params, x0=x0, key=key: fn(params, x0, key).block_until_ready()
+    calls[dtype], params, x0 = chain.blocking_call(batch, STEPS_PER_CALL, compute_dtype=dtype)
     long_fn, _, _ = chain.make(batch, sample_steps, compute_dtype=dtype)
     chains[dtype] = np.asarray(long_fn(params, x0, jax.random.key(2)))
     start = np.asarray(x0)  # the same for both dtypes
@@ -32,11 +29,9 @@ def measure(batch: int, repeats: int, sample_steps: int = 100) -> dict:
   seconds = timing.interleaved(calls, repeats)
   result = {'batch': batch, 'sample_steps': sample_steps}
   for dtype in ('float32', 'bfloat16'):
-    per_step = seconds[dtype] / STEPS_PER_CALL
-    gflops = chain.step_flops() * batch / per_step / 1e9
     gemm_rate = gemm_rates[dtype] / seconds[f'gemm_{dtype}'] / 1e9
-    result[dtype] = {'s_per_step': per_step, 'gflops': gflops, 'gemm_gflops': gemm_rate,
-                     'gemm_fraction': gflops / gemm_rate}
+    result[dtype] = {**chain.throughput(seconds[dtype], STEPS_PER_CALL, batch, gemm_rate),
+                     'gemm_gflops': gemm_rate}
   moved = np.sqrt(np.mean((chains['float32'] - start) ** 2))
   result['sample_rms_difference'] = float(np.sqrt(np.mean((chains['bfloat16'] - chains['float32'])
                                                           ** 2)))

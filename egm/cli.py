@@ -18,7 +18,7 @@ def parse_flags(argv):
   except (AttributeError, KeyError) as e:
     detail = str(e).strip('\'"').replace('\\n', ' ').replace('\\', '')
     message = (f'Unknown config key in a --config.<key>=<value> override: {detail}. Every key is '
-               'declared in configs/default.py; print a resolved config with --config=FILE '
+               'declared in egm/config_defaults.py; print a resolved config with --config=FILE '
                '--helpfull, or see config.json in a workdir.')
   except (TypeError, ValueError) as e:
     message = (f'Bad --config argument: {e}. Pass --config=configs/NAME.py, optionally with '

@@ -25,7 +25,7 @@ def _assert_clear_error(code, stderr, *phrases):
 def test_unknown_config_key(tmp_path):
   code, err = _run('train.py', '--config', 'configs/triangle_toy2d.py:smoke',
                    '--workdir', str(tmp_path), '--config.train.batchsize=3')
-  _assert_clear_error(code, err, 'Unknown config key', 'batch_size', 'configs/default.py')
+  _assert_clear_error(code, err, 'Unknown config key', 'batch_size', 'egm/config_defaults.py')
 
 
 def test_unknown_config_argument(tmp_path):

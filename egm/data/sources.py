@@ -34,7 +34,7 @@ def load_dataset(data_config) -> Dataset:
   """Loads the data named by `data_config.source` into memory.
 
   Args:
-    data_config: the `config.data` ConfigDict (see configs/default.py).
+    data_config: the `config.data` ConfigDict (see egm/config_defaults.py).
 
   Returns:
     The Dataset. With `data_config.holdout` N > 0 its last N training
