@@ -21,6 +21,10 @@ class Checkpointer:
     """The newest complete checkpoint's step, or None."""
     return self.manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    """The steps of the complete checkpoints, oldest first."""
+    return sorted(self.manager.all_steps())
+
   def save(self, step: int, state) -> None:
     """Writes `state` at `step` (blocks until it is on disk)."""
     self.manager.save(step, args=ocp.args.StandardSave(state), force=True)

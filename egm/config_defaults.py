@@ -104,6 +104,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval.texture_syntheses = 4  # texture data: textures synthesised for the statistics
   config.eval.completion_mask = 'block:14'  # occlusion for pattern completion (methods with it)
   config.eval.completion_examples = 1_000  # test images completed
+  config.eval.checkpoint_step = 0  # checkpoint evaluated: 0 for the newest, else its step
   config.eval.metrics = 'all'  # comma-separated names from egm/evaluation/registry.py, or 'all'
   config.eval.feature_workdir = ''  # workdir of a trained method=classifier run: feature metrics
   config.eval.inception_weights = ''  # FID Inception .pth/.npz; '' means $EGM_INCEPTION_WEIGHTS

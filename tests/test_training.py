@@ -27,6 +27,13 @@ def test_workdir_layout(tmp_path, capsys):
     assert np.isfinite(results[name]), name
   assert 0 <= results['density_tv'] <= 1 and 0 <= results['sample_tv'] <= 1
   assert {'density.png', 'true_density.png'} <= set(os.listdir(tmp_path / 'eval'))
+  config.eval.checkpoint_step = 3
+  earlier = evaluate.evaluate(config, str(tmp_path))
+  assert earlier['step'] == 3 and earlier['density_tv'] != results['density_tv']
+  config.eval.checkpoint_step = 4
+  with pytest.raises(EgmError, match=r'checkpoint_step=4.*holds steps \[3, 6\]'):
+    evaluate.evaluate(config, str(tmp_path))
+  config.eval.checkpoint_step = 0
   config.model.sigma = 0.5
   evaluate.warn_if_config_differs(config, str(tmp_path))
   assert 'model.sigma: trained 0.1, now 0.5' in capsys.readouterr().out

@@ -48,7 +48,10 @@ def warn_if_config_differs(config, workdir: str) -> None:
 
 
 def evaluate(config, workdir: str) -> dict:
-  """Restores the newest checkpoint in `workdir`, evaluates it, writes `eval/metrics.json`."""
+  """Restores a checkpoint in `workdir`, evaluates it, writes `eval/metrics.json`.
+
+  The checkpoint is the newest, or the one of step `config.eval.checkpoint_step` if > 0.
+  """
   from egm import experiment
   checkpoints = Checkpointer(workdir, config.train.keep_checkpoints)
   step = checkpoints.latest_step()
@@ -56,9 +59,15 @@ def evaluate(config, workdir: str) -> dict:
     raise EgmError(
         f'No checkpoint in {checkpoints.directory}: train first with '
         f'`python train.py --config <config> --workdir {workdir}`, or point --workdir at a run.')
+  if config.eval.checkpoint_step > 0:
+    step = config.eval.checkpoint_step
+    if step not in checkpoints.all_steps():
+      raise EgmError(
+          f'config.eval.checkpoint_step={step}: no such checkpoint in {checkpoints.directory}; '
+          f'it holds steps {checkpoints.all_steps()} (0 means the newest).')
   warn_if_config_differs(config, workdir)
   exp = experiment.build(config)
-  state = checkpoints.restore(exp.init_state())
+  state = checkpoints.restore(exp.init_state(), step)
   checkpoints.close()
   out_dir = os.path.join(workdir, 'eval')
   results = {'step': int(step), 'dataset': exp.dataset.name, 'method': config.method,
