@@ -50,7 +50,7 @@ def warn_if_config_differs(config, workdir: str) -> None:
 def evaluate(config, workdir: str) -> dict:
   """Restores a checkpoint in `workdir`, evaluates it, writes `eval/metrics.json`.
 
-  The checkpoint is the newest, or the one of step `config.eval.checkpoint_step` if > 0.
+  The checkpoint is the newest, or the one of step `config.eval.checkpoint_step` if not 0.
   """
   from egm import experiment
   checkpoints = Checkpointer(workdir, config.train.keep_checkpoints)
@@ -59,7 +59,7 @@ def evaluate(config, workdir: str) -> dict:
     raise EgmError(
         f'No checkpoint in {checkpoints.directory}: train first with '
         f'`python train.py --config <config> --workdir {workdir}`, or point --workdir at a run.')
-  if config.eval.checkpoint_step > 0:
+  if config.eval.checkpoint_step:
     step = config.eval.checkpoint_step
     if step not in checkpoints.all_steps():
       raise EgmError(
