@@ -12,7 +12,7 @@ and the synthesis keeps mortar segments but not the wall (filter-bank distance 0
 after 747 updates); at 128 px (bricks about 10 x 32 px) it shows columns of bricks:
 0.229 at update 382 (seed 0) and 0.219 / 0.210 / 0.233 at updates 300 / 400 / 431
 (seed 1), against 0.196 for the exemplar's held-out quarter and 0.349 for grass.
-Training longer drifts to finer lines (seed 0: 0.36 at 500 and 851), so a run
+Training longer drifts to finer lines (seed 0: 0.362 at 500, 0.346 at 851), so a run
 stops at 400 updates (about 22 minutes on one CPU core) with a checkpoint every 100
 (`--config.eval.checkpoint_step` evaluates an earlier one). Revisions are 30
 descriptor steps of 0.04 with an L2 penalty on the energies (`coopnets.energy_l2`),

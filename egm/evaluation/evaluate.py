@@ -60,11 +60,11 @@ def evaluate(config, workdir: str) -> dict:
         f'No checkpoint in {checkpoints.directory}: train first with '
         f'`python train.py --config <config> --workdir {workdir}`, or point --workdir at a run.')
   if config.eval.checkpoint_step:
-    step = config.eval.checkpoint_step
-    if step not in checkpoints.all_steps():
+    step, kept = config.eval.checkpoint_step, checkpoints.all_steps()
+    if step not in kept:
       raise EgmError(
           f'config.eval.checkpoint_step={step}: no such checkpoint in {checkpoints.directory}; '
-          f'it holds steps {checkpoints.all_steps()} (0 means the newest).')
+          f'it holds steps {kept} (0 means the newest).')
   warn_if_config_differs(config, workdir)
   exp = experiment.build(config)
   state = checkpoints.restore(exp.init_state(), step)
