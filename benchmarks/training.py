@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from egm import experiment, trainer
-from egm.methods import make_method
+from egm.methods import DataSpec, make_method
 
 
 def example_shape(config) -> tuple:
@@ -36,7 +36,8 @@ def steps_per_second(config, mesh, max_seconds: float = 20.0, max_steps: int = 1
   Times at least one step after a warm-up step, and at most `max_steps` or `max_seconds`.
   """
   shape = example_shape(config)
-  method = make_method(config, shape, steps_per_epoch=1000)
+  method = make_method(config, DataSpec.of(shape, num_examples=1000 * config.train.batch_size,
+                                            global_batch=config.train.batch_size))
   batch = synthetic_batch(shape, config.train.batch_size)
   keys = experiment.run_keys(config.seed)
   init = jax.jit(method.init, out_shardings=trainer.parallel.replicated(mesh))  # as the trainer

@@ -1,10 +1,13 @@
 """The defaults of every config key: what a config file patches and a saved run lacks.
 
-Every key a method or the trainer reads is declared here, so that a mistyped
-`--config.<key>=...` override fails with the list of valid keys, and a run saved
+The shared sections (data, model, optim, train, eval) are declared here; each method's
+section comes from the method itself (`config_section()`, see egm/methods/contract.py), so
+a mistyped `--config.<key>=...` override fails with the list of valid keys, and a run saved
 before a key existed loads with that key's default (`with_defaults`).
 """
 import ml_collections
+
+from egm.methods import contract
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -48,39 +51,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.optim.decay_per_epoch = 0.998  # multiplicative lr decay per epoch
   config.optim.grad_clip = 100.0  # global-norm clip per network; 0 disables
 
-  config.triangle = ml_collections.ConfigDict()
-  config.triangle.entropy_weight = 0.1  # weight of -log q(z|G(z)) in the I and G losses
-  config.triangle.energy_weight = 1.0  # weight of E(G(z)) in the G loss
-  config.triangle.energy_l2 = 0.0  # weight of mean E^2 regulariser on the EBM
-
-  config.ebm = ml_collections.ConfigDict()
-  config.ebm.n_steps = 100  # K short-run Langevin steps per update
-  config.ebm.step_size = 1.0  # s in x <- x - s * dE/dx + noise_scale * eps
-  config.ebm.noise_scale = 0.01
-  config.ebm.mh_step_size = 1e-4  # step of the MH-adjusted (MALA) diagnostic chains
-  config.ebm.init_low = -1.0  # chains start uniform in [init_low, init_high]
-  config.ebm.init_high = 1.0
-  config.ebm.data_noise = 0.03  # std of Gaussian noise added to data, [-1, 1] units
-  config.ebm.persistent = False  # replay buffer of chains instead of fresh noise
-  config.ebm.buffer_size = 10_000
-  config.ebm.rejuvenation = 0.05  # fraction of buffer chains restarted from noise
-  config.ebm.energy_l2 = 0.0  # weight of mean E^2
-
-  config.classifier = ml_collections.ConfigDict()  # method=classifier (a feature network)
-  config.classifier.num_classes = 10
-  config.classifier.feature_dim = 128  # width of the penultimate layer (the feature space)
-  config.classifier.lr = 1e-3
-  config.classifier.random_flip = False  # mirror each training image left-right with prob. 1/2
-  config.classifier.feature_name = 'classifier'  # metrics in its space: fid_<feature_name>, ...
-
-  config.coopnets = ml_collections.ConfigDict()
-  config.coopnets.n_steps = 15  # K descriptor Langevin steps revising each proposal
-  config.coopnets.step_size = 0.002  # δ in y <- y - δ²/2 dE/dy + δ·eps (unit temperature)
-  config.coopnets.infer_steps = 0  # z-space Langevin steps inferring z for the revised x (0: off)
-  config.coopnets.infer_step_size = 0.1  # δ_z of the z-space Langevin
-  config.coopnets.completion_infer_steps = 100  # z-space steps on observed pixels in completion
-  config.coopnets.completion_samples = 8  # completions averaged into the fill (1: one sample)
-  config.coopnets.energy_l2 = 0.0  # weight of mean E^2 on the descriptor
+  for name, method in sorted(contract.registered_methods().items()):
+    section = method.config_section()
+    if section is not None:
+      config[name] = section
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 100  # global batch, split over all devices of all processes
@@ -113,6 +87,33 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval.num_neighbours = 5  # nearest training images shown per sample
   config.eval.max_neighbour_examples = 10_000  # training images searched for neighbours
   config.eval.trajectory_frames = 8  # chain states shown per Langevin trajectory
+  return config
+
+
+def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks `config` in place to a seconds-long run (the `:smoke` config argument)."""
+  config.model.z_dim = min(config.model.z_dim, 8)
+  config.model.width = min(config.model.width, 8)
+  config.train.batch_size = 16
+  config.train.num_steps = 6
+  config.train.log_every = 2
+  config.train.checkpoint_every = 3
+  config.train.sample_every = 3
+  config.eval.batch_size = 32
+  config.eval.num_samples = 16
+  config.eval.max_test_examples = 64
+  config.eval.grid_size = 40
+  config.eval.num_tv_samples = 4_000
+  config.data.max_examples = 256
+  config.eval.synthesis_size = min(config.eval.synthesis_size, 32)
+  config.eval.texture_syntheses = min(config.eval.texture_syntheses, 2)
+  config.eval.completion_examples = min(config.eval.completion_examples, 32)
+  config.eval.long_run_factor = min(config.eval.long_run_factor, 2)
+  config.eval.num_fid_samples = 64
+  config.eval.max_neighbour_examples = 256
+  for name, method in contract.registered_methods().items():
+    if name in config:
+      method.smoke(config[name])
   return config
 
 

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 
 from egm import data, parallel
-from egm.methods import make_method
+from egm.methods import DataSpec, make_method
 
 
 @dataclasses.dataclass
@@ -17,16 +17,22 @@ class Experiment:
   dataset: data.Dataset
   mesh: jax.sharding.Mesh
   method: object
-  steps_per_epoch: int
+  data_spec: DataSpec
 
   def example_batch(self) -> dict:
-    """A few training examples, for shapes at init."""
-    return self.dataset.train.get(np.arange(2))
+    """A few training examples with their indices, for shapes at init."""
+    return {**self.dataset.train.get(np.arange(2)), 'index': np.arange(2, dtype=np.int32)}
+
+  def state_shardings(self, state_shapes):
+    """Shardings of a state pytree: `per_example` rows on `data`, the rest replicated."""
+    return parallel.state_shardings(state_shapes, self.mesh)
 
   def init_state(self):
-    """The method's initial state, replicated over the mesh."""
-    init = jax.jit(self.method.init, out_shardings=parallel.replicated(self.mesh))
-    return init(run_keys(self.config.seed)['init'], self.example_batch())
+    """The method's initial state on the mesh (per-example state sharded on `data`)."""
+    key, example = run_keys(self.config.seed)['init'], self.example_batch()
+    shapes = jax.eval_shape(self.method.init, key, example)
+    init = jax.jit(self.method.init, out_shardings=self.state_shardings(shapes))
+    return init(key, example)
 
 
 def run_keys(seed: int) -> dict:
@@ -40,10 +46,10 @@ def build(config) -> Experiment:
   dataset = data.load_dataset(config.data)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh)
-  steps_per_epoch = max(1, len(dataset.train) // config.train.batch_size)
-  x_shape = dataset.train.get(np.arange(1))['x'].shape[1:]
-  method = make_method(config, x_shape, steps_per_epoch)
-  return Experiment(config, dataset, mesh, method, steps_per_epoch)
+  spec = DataSpec(x_shape=tuple(dataset.train.get(np.arange(1))['x'].shape[1:]),
+                  num_examples=len(dataset.train), global_batch=config.train.batch_size,
+                  steps_per_epoch=max(1, len(dataset.train) // config.train.batch_size))
+  return Experiment(config, dataset, mesh, make_method(config, spec), spec)
 
 
 def write_config(config, workdir: str) -> None:

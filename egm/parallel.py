@@ -31,6 +31,18 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
 
 
+def state_shardings(state, mesh: Mesh):
+  """A sharding per leaf of a method state: arrays under `per_example` are sharded on `data`
+  along axis 0 (their rows), everything else is replicated."""
+  from egm.methods.contract import PER_EXAMPLE
+
+  def sharding(path, leaf):
+    del leaf
+    top = getattr(path[0], 'key', None) if path else None
+    return data_sharding(mesh) if top == PER_EXAMPLE else replicated(mesh)
+  return jax.tree_util.tree_map_with_path(sharding, state)
+
+
 def check_batch_size(global_batch_size: int, mesh: Mesh) -> None:
   """Raises EgmError unless the global batch splits evenly over devices and processes."""
   devices = mesh.devices.size

@@ -39,13 +39,12 @@ _LANES = flags.DEFINE_integer(
     '(so every method still gets the same compute; 2 on a 2-core machine halves the wall time).')
 _GRACE_S = 180  # SIGTERM this long after the budget if train.max_minutes did not stop the run
 BEGIN, END = '<!-- results-table:begin -->', '<!-- results-table:end -->'
-_NOT_GENERATIVE = ('classifier',)
 
 
 def entries(methods=()) -> list[tuple[str, str, list[str]]]:
   """(method, config file, extra overrides) for each generative method (or those named)."""
-  from egm.methods import METHODS
-  names = [m for m in sorted(METHODS) if m not in _NOT_GENERATIVE]
+  from egm.methods import generative_methods
+  names = generative_methods()
   unknown = sorted(set(methods) - set(names))
   if unknown:
     raise EgmError(f'Unknown or non-generative methods {unknown}; choose from {names}.')

@@ -1,8 +1,9 @@
 """The training loop; it knows nothing about any method (DESIGN.md §3).
 
-`update` is jitted once over the device mesh (batch sharded on `data`, state
-replicated); the loop feeds batches, logs, writes sample grids and checkpoints,
-resumes from the newest checkpoint and saves on SIGTERM.
+`update` is jitted once per training phase over the device mesh (batch sharded on
+`data`; state replicated except its `per_example` rows, sharded on `data`); the loop
+feeds each phase's batches, logs, writes sample grids and checkpoints, resumes from the
+newest checkpoint (in the phase it was written in) and saves on SIGTERM.
 """
 import os
 import signal
@@ -11,9 +12,10 @@ import time
 import jax
 import numpy as np
 
-from egm import data, experiment, parallel
+from egm import data, experiment, parallel, phases
 from egm.checkpointing import Checkpointer
 from egm.evaluation import images
+from egm.methods import has_capability
 from egm.metric_writer import MetricWriter
 
 
@@ -37,19 +39,68 @@ def save_samples(path: str, samples: np.ndarray, extent: float) -> None:
     images.save_image_grid(path, samples)
 
 
-def jit_update(method, mesh):
-  """`method.update` jitted once over `mesh`: (state, batch, train_key) -> (state, metrics).
+def jit_update(update_fn, mesh, state_shardings):
+  """`update_fn` jitted once over `mesh`: (state, batch, train_key) -> (state, metrics).
 
-  The batch is sharded on `data`, the state replicated and donated; the step's key is
+  The batch is sharded on `data`, the state laid out by `state_shardings` (per-example
+  rows on `data`, the rest replicated) and donated; the step's key is
   `fold_in(train_key, state['step'])`, made inside the program (no host work per step).
   """
   replicated = parallel.replicated(mesh)
 
   def train_step(state, batch, train_key):
-    return method.update(state, batch, jax.random.fold_in(train_key, state['step']))
+    return update_fn(state, batch, jax.random.fold_in(train_key, state['step']))
 
-  return jax.jit(train_step, in_shardings=(replicated, parallel.data_sharding(mesh), replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=0)
+  return jax.jit(train_step, in_shardings=(state_shardings, parallel.data_sharding(mesh),
+                                           replicated),
+                 out_shardings=(state_shardings, replicated), donate_argnums=0)
+
+
+class _PhaseBatches:
+  """The training batches of one phase at its image size, counted from the phase start."""
+
+  def __init__(self, exp, schedule, phase_index: int, step: int):
+    config = exp.config
+    self.size = schedule.image_sizes[phase_index]
+    self.stream = data.train_batches(
+        exp.dataset.train, global_batch_size=schedule.batch_sizes[phase_index],
+        seed=config.seed, start_step=step - schedule.starts[phase_index],
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        mask=config.data.mask, dequantize=config.data.dequantize, prefetch=config.data.prefetch)
+
+  def __next__(self):
+    return phases.downsample(next(self.stream), self.size)
+
+  def close(self):
+    self.stream.close()
+
+
+class _Phases:
+  """Per phase, once: the jitted update and the jitted transition into it."""
+
+  def __init__(self, exp):
+    self.exp = exp
+    self.updates = {}
+
+  def enter(self, state, phase_index: int):
+    """The state entering `phase_index` from the previous phase's end."""
+    key = jax.random.fold_in(experiment.run_keys(self.exp.config.seed)['init'], phase_index)
+    shapes = jax.eval_shape(self.exp.method.enter_phase, state, phase_index, key)
+    enter = jax.jit(self.exp.method.enter_phase, static_argnums=1,
+                    out_shardings=self.exp.state_shardings(shapes))
+    return enter(state, phase_index, key)
+
+  def state_at(self, state, phase_index: int):
+    """The initial `state` carried through the transitions up to `phase_index`."""
+    for i in range(1, phase_index + 1):
+      state = self.enter(state, i)
+    return state
+
+  def update(self, state, phase_index: int):
+    if phase_index not in self.updates:
+      self.updates[phase_index] = jit_update(self.exp.method.update_fn(phase_index),
+                                             self.exp.mesh, self.exp.state_shardings(state))
+    return self.updates[phase_index]
 
 
 def train(config, workdir: str):
@@ -58,29 +109,31 @@ def train(config, workdir: str):
   is_main = jax.process_index() == 0
   if is_main:
     experiment.write_config(config, workdir)
+  schedule = phases.schedule(exp.method.phases(config.train.num_steps), config.train.num_steps,
+                             config.train.batch_size, config.data.image_size)
+  for size in schedule.batch_sizes:
+    parallel.check_batch_size(size, exp.mesh)
   checkpoints = Checkpointer(workdir, config.train.keep_checkpoints)
-  state = exp.init_state()
+  compiled = _Phases(exp)
   start_step = checkpoints.latest_step() or 0
+  state_phase = schedule.index(start_step - 1) if start_step else 0
+  state = compiled.state_at(exp.init_state(), state_phase)
   if start_step:
     state = checkpoints.restore(state)
-    print(f'resumed from step {start_step}', flush=True)
+    print(f'resumed from step {start_step} (phase {schedule.phases[state_phase].name})',
+          flush=True)
 
   replicated = parallel.replicated(exp.mesh)
-  update = jit_update(exp.method, exp.mesh)
   sample = None
-  if hasattr(exp.method, 'sample'):
+  if has_capability(exp.method, 'sample'):
     sample = jax.jit(exp.method.sample, static_argnums=2, out_shardings=replicated)
-  batches = data.train_batches(
-      exp.dataset.train, global_batch_size=config.train.batch_size, seed=config.seed,
-      start_step=start_step, process_index=jax.process_index(),
-      process_count=jax.process_count(), mask=config.data.mask,
-      dequantize=config.data.dequantize, prefetch=config.data.prefetch)
   writer = MetricWriter(workdir, config.train.num_steps, enabled=is_main)
   keys = experiment.run_keys(config.seed)
   train_key = parallel.replicate(keys['train'], exp.mesh)  # once, not a transfer per step
   stop = _StopFlag()
   previous_handlers = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
   step = start_step
+  batch_phase, batches = None, None
   previous_metrics = None  # the step before the newest: at most two updates are ever queued
   deadline = time.monotonic() + 60 * config.train.max_minutes
   try:
@@ -89,6 +142,15 @@ def train(config, workdir: str):
         print(f'train.max_minutes={config.train.max_minutes} reached at step {step}: stopping',
               flush=True)
         break
+      phase_index = schedule.index(step)
+      if phase_index != state_phase:
+        state, state_phase = compiled.enter(state, phase_index), phase_index
+        print(f'step {step}: phase {schedule.phases[phase_index].name}', flush=True)
+      if phase_index != batch_phase:
+        if batches is not None:
+          batches.close()
+        batches, batch_phase = _PhaseBatches(exp, schedule, phase_index, step), phase_index
+      update = compiled.update(state, phase_index)
       batch = parallel.global_batch(next(batches), exp.mesh)
       state, metrics = update(state, batch, train_key)
       # Asynchronous dispatch would otherwise let the loop run log_every updates ahead, and a
@@ -113,5 +175,6 @@ def train(config, workdir: str):
       signal.signal(s, handler)
     writer.close()
     checkpoints.close()
-    batches.close()
+    if batches is not None:
+      batches.close()
   return state

@@ -11,12 +11,12 @@ from egm.data.dataset import LoadOptions
 from egm.errors import EgmError
 from egm.evaluation import texture_stats
 from egm.evaluation.metrics import completion
-from egm.methods import base
+from egm.methods import DataSpec, make_method
 
 
 def _method(config):
-  return base.make_method(config, (8, 8, 1) if config.model.architecture == 'texture' else (2,),
-                          steps_per_epoch=10)
+  shape = (8, 8, 1) if config.model.architecture == 'texture' else (2,)
+  return make_method(config, DataSpec.of(shape))
 
 
 def test_revision_samples_exp_minus_energy_at_unit_temperature():
@@ -97,14 +97,14 @@ def test_texture_descriptor_depth_sets_its_receptive_field():
   moved = x.at[0, 0, 0, 0].set(1.0)
   for stages, reaches_far_corner in ((2, False), (4, True)):
     config.model.texture_energy_stages = stages
-    method = base.make_method(config, (32, 32, 1), steps_per_epoch=10)
+    method = make_method(config, DataSpec.of((32, 32, 1)))
     state = method.init(jax.random.key(0), {'x': x})
     grad = jax.grad(lambda y: jnp.sum(method.energy(state, y)))
     change = jnp.abs(grad(moved) - grad(x))[0, 20:, 20:]
     assert (float(jnp.max(change)) > 1e-6) == reaches_far_corner
   config.model.texture_energy_stages = 6
   with pytest.raises(EgmError, match='texture_energy_stages'):
-    base.make_method(config, (32, 32, 1), steps_per_epoch=10)
+    make_method(config, DataSpec.of((32, 32, 1)))
 
 
 @pytest.mark.parametrize('key,value,match', [

@@ -209,6 +209,56 @@ def test_unknown_prefix_and_max_examples():
   assert len(ds.train) == 100 and len(ds.test) == toy2d.NUM_TEST
 
 
+def _class_ordered_npz(tmp_path, per_class=100, classes=10):
+  """Points whose x[:, 0] is the row and whose labels run 0..classes-1 in blocks."""
+  n = per_class * classes
+  x = np.stack([np.arange(n), np.zeros(n)], axis=1).astype(np.float32)
+  np.savez(tmp_path / 'ordered.npz', x=x,
+           label=np.repeat(np.arange(classes), per_class))
+  return f'npz:{tmp_path / "ordered.npz"}'
+
+
+def _assert_classes_uniform(labels, classes=10):
+  """Each class holds between half and 1.5 times its share of `labels`."""
+  shares = np.bincount(labels, minlength=classes) / len(labels)
+  assert np.all((shares > 0.5 / classes) & (shares < 1.5 / classes)), shares
+
+
+def _rows(split):
+  return split.x[:, 0].astype(int)
+
+
+def test_max_examples_is_a_seeded_uniform_sample(tmp_path):
+  source = _class_ordered_npz(tmp_path)
+  ds = data.load_dataset(_config(source, max_examples=300))
+  rows = _rows(ds.train)
+  assert len(rows) == len(np.unique(rows)) == 300
+  assert np.all(np.diff(rows) > 0)  # the original order
+  _assert_classes_uniform(ds.train.label)
+  np.testing.assert_array_equal(ds.train.label, np.repeat(np.arange(10), 100)[rows])
+  again = data.load_dataset(_config(source, max_examples=300))
+  np.testing.assert_array_equal(_rows(again.train), rows)
+  with pytest.raises(AssertionError):  # the check fails for the first rows
+    _assert_classes_uniform(np.repeat(np.arange(10), 100)[:300])
+
+
+def test_holdout_is_a_seeded_uniform_sample(tmp_path):
+  source = _class_ordered_npz(tmp_path)
+  ds = data.load_dataset(_config(source, holdout=200))
+  train, test = _rows(ds.train), _rows(ds.test)
+  assert (len(train), len(test)) == (800, 200)
+  np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), np.arange(1000))
+  assert np.all(np.diff(train) > 0) and np.all(np.diff(test) > 0)
+  _assert_classes_uniform(ds.test.label)
+  np.testing.assert_array_equal(ds.test.label, test // 100)
+  again = data.load_dataset(_config(source, holdout=200))
+  np.testing.assert_array_equal(_rows(again.test), test)
+  both = data.load_dataset(_config(source, holdout=200, max_examples=300))
+  np.testing.assert_array_equal(_rows(both.test), test)
+  assert set(_rows(both.train)) <= set(train)
+  _assert_classes_uniform(both.train.label)
+
+
 # ---------------------------------------------------------------- tfds:
 
 

@@ -8,14 +8,14 @@ import pytest
 
 from configs import ebm_toy2d
 from egm.errors import EgmError
-from egm.methods import make_method
+from egm.methods import DataSpec, make_method
 from egm.sampling import langevin
 
 
 def _method(**ebm):
   config = ebm_toy2d.get_config('smoke')
   config.ebm.update(ebm)
-  return make_method(config, (2,), steps_per_epoch=10), config
+  return make_method(config, DataSpec.of((2,), global_batch=config.train.batch_size)), config
 
 
 def test_persistent_buffer_rows_are_replaced_by_the_chains():

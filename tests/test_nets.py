@@ -10,6 +10,9 @@ from egm.errors import EgmError
 from egm.nets import layers, make_networks
 
 
+ROLES = ('energy', 'generator', 'encoder')
+
+
 def _model(width=8, z_dim=4, energy_dtype='float32'):
   return ml_collections.ConfigDict(dict(width=width, z_dim=z_dim, mlp_depth=2,
                                         energy_reference_std=0.0, architecture='auto',
@@ -18,7 +21,8 @@ def _model(width=8, z_dim=4, energy_dtype='float32'):
 
 @pytest.mark.parametrize('x_shape', [(2,), (8, 8, 1), (28, 28, 1), (32, 32, 3), (64, 64, 3)])
 def test_shapes(x_shape):
-  nets = make_networks(_model(), x_shape)
+  nets = make_networks(_model(), x_shape, *ROLES)
+  assert nets.z_shape == (4,)
   x = jnp.zeros((3,) + x_shape)
   z = jnp.zeros((3, 4))
   key = jax.random.key(0)
@@ -35,7 +39,7 @@ def test_shapes(x_shape):
 
 def test_cifar_energy_is_the_reference_convnet():
   """32 px, width 64: conv3x3 64 -> conv4x4/2 128 -> 256 -> 512 -> conv4x4 (valid) 1."""
-  nets = make_networks(_model(width=64), (32, 32, 3))
+  nets = make_networks(_model(width=64), (32, 32, 3), 'energy')
   params = nets.energy.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))['params']
   kernels = [leaf.shape for path, leaf in jax.tree_util.tree_leaves_with_path(params)
              if path[-1].key == 'kernel']
@@ -46,8 +50,9 @@ def test_cifar_energy_is_the_reference_convnet():
 def test_bfloat16_energy_keeps_float32_chains_and_tracks_the_float32_energy():
   """bf16 compute: same parameters, float32 energies and input gradients within bf16 error."""
   x = jax.random.uniform(jax.random.key(1), (4, 32, 32, 3), minval=-1, maxval=1)
-  full = make_networks(_model(width=16), (32, 32, 3)).energy
-  half = make_networks(_model(width=16, energy_dtype='bfloat16'), (32, 32, 3)).energy
+  full = make_networks(_model(width=16), (32, 32, 3), 'energy').energy
+  half = make_networks(_model(width=16, energy_dtype='bfloat16'), (32, 32, 3),
+                       'energy').energy
   params = full.init(jax.random.key(0), x)
   assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, half.init(jax.random.key(0), x))
   e_full, g_full = jax.value_and_grad(lambda y: full.apply(params, y).sum())(x)
@@ -57,7 +62,7 @@ def test_bfloat16_energy_keeps_float32_chains_and_tracks_the_float32_energy():
   cosine = jnp.vdot(g_full, g_half) / (jnp.linalg.norm(g_full) * jnp.linalg.norm(g_half))
   assert 0.99 < float(cosine) < 1.0  # close, and really computed in lower precision
   with pytest.raises(EgmError, match='energy_dtype is .float16.; it must be float32 or bfloat16'):
-    make_networks(_model(energy_dtype='float16'), (32, 32, 3))
+    make_networks(_model(energy_dtype='float16'), (32, 32, 3), 'energy')
 
 
 def test_image_stages():
@@ -79,3 +84,16 @@ def test_upsample_spans_the_transposed_convolution():
   b = np.asarray(phases, np.float64).reshape(-1, 4 * c_out)
   solution, *_ = np.linalg.lstsq(a, b, rcond=None)
   assert np.max(np.abs(a @ solution - b)) < 1e-4 * np.max(np.abs(b))
+
+
+def test_networks_are_built_by_registered_name_and_a_duplicate_name_is_refused():
+  from egm.nets import NETWORKS, build_network, register_network
+  assert {'mlp_energy', 'conv_energy', 'conv_generator', 'conv_encoder', 'texture_energy',
+          'texture_generator'} <= set(NETWORKS)
+  assert type(build_network('conv_energy', _model(), (8, 8, 1))).__name__ == 'ConvEnergy'
+  with pytest.raises(EgmError, match="Duplicate network name 'conv_energy'.*conv_energy"):
+    register_network('conv_energy')(lambda model, x_shape: None)
+  assert type(build_network('conv_energy', _model(), (8, 8, 1))).__name__ == 'ConvEnergy'
+  with pytest.raises(EgmError, match='no encoder'):
+    make_networks(ml_collections.ConfigDict({**_model().to_dict(), 'architecture': 'texture',
+                                             'texture_energy_stages': 2}), (8, 8, 1), 'encoder')

@@ -8,7 +8,7 @@ import pytest
 
 from configs import ebm_toy2d, triangle_digits
 from egm import experiment, parallel, trainer
-from egm.methods import make_method
+from egm.methods import DataSpec, make_method
 
 
 def _batches(shape, batch_size, n):
@@ -19,7 +19,7 @@ def _batches(shape, batch_size, n):
 @pytest.mark.parametrize('config_module,shape', [(ebm_toy2d, (2,)), (triangle_digits, (8, 8, 1))])
 def test_update_traces_once_and_makes_no_implicit_transfers(config_module, shape):
   config = config_module.get_config('smoke')
-  method = make_method(config, shape, steps_per_epoch=10)
+  method = make_method(config, DataSpec.of(shape, global_batch=config.train.batch_size))
   mesh = parallel.make_mesh()
   keys = experiment.run_keys(config.seed)
   train_key = parallel.replicate(keys['train'], mesh)  # as the trainer does

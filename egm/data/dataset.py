@@ -5,6 +5,19 @@ import dataclasses
 
 import numpy as np
 
+SUBSET_SEED = 0  # seeds every subset of a split: data.max_examples, data.holdout, eval subsets
+_SUBSET_STREAM = 0x5B5E7  # keeps subset draws apart from the training permutations
+
+
+def sample_indices(size: int, n: int, seed: int = SUBSET_SEED) -> np.ndarray:
+  """Indices int64 (min(n, size),) of a seeded uniform sample without replacement of range(size).
+
+  They are the first n entries of one seeded permutation of range(size), in its order: the
+  sample of n is a prefix of the sample of any larger n, and never the first rows of a split
+  (whose storage order may follow the classes).
+  """
+  return np.random.default_rng([seed, _SUBSET_STREAM]).permutation(size)[:n]
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ArraySource:
@@ -42,10 +55,14 @@ class ArraySource:
       batch['label'] = self.label[indices]
     return batch
 
-  def take(self, n: int) -> ArraySource:
-    """Returns the first `n` examples."""
-    label = None if self.label is None else self.label[:n]
-    return ArraySource(self.x[:n], label)
+  def rows(self, indices: np.ndarray) -> ArraySource:
+    """The examples at `indices` (int (M,)), stored as they are here."""
+    label = None if self.label is None else self.label[indices]
+    return ArraySource(self.x[indices], label)
+
+  def subset(self, n: int, seed: int = SUBSET_SEED) -> ArraySource:
+    """A seeded uniform sample of min(n, N) examples, in increasing index order."""
+    return self.rows(np.sort(sample_indices(len(self), n, seed)))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

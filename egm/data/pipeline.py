@@ -5,6 +5,8 @@ steps_per_epoch shuffles with `np.random.default_rng([seed, e])`, and
 steps_per_epoch = N // global_batch_size (each epoch's remainder is
 dropped). Starting at `start_step` therefore yields exactly the batches a run
 from step 0 would have reached, and each process reads only its own rows.
+Evaluation batches visit a seeded uniform sample of the split (never its
+first rows, which may all belong to a few classes).
 """
 import itertools
 import queue
@@ -13,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from egm.data.dataset import ArraySource
+from egm.data.dataset import SUBSET_SEED, ArraySource, sample_indices
 from egm.data.masks import example_masks, parse_mask
 from egm.errors import EgmError
 
@@ -43,8 +45,9 @@ def train_batches(source: ArraySource, *, global_batch_size: int, seed: int,
     prefetch: batches prepared ahead on a background thread (0: none).
 
   Yields:
-    {'x': float32 (B/P, ...), 'label': int32 (B/P,) if the source has labels,
-    'mask': float32 (B/P, H, W, 1), 1 = observed, if mask != 'none'}.
+    {'x': float32 (B/P, ...), 'index': int32 (B/P,) rows of `source`,
+    'label': int32 (B/P,) if the source has labels, 'mask': float32
+    (B/P, H, W, 1), 1 = observed, if mask != 'none'}.
   """
   _check_processes(global_batch_size, process_index, process_count)
   if global_batch_size > len(source):
@@ -74,6 +77,7 @@ def _train_stream(source, batch_size, seed, start_step, rows, mask_fn,
       order = np.random.default_rng([seed, epoch]).permutation(len(source))
     indices = order[position * batch_size:(position + 1) * batch_size][rows]
     batch = source.get(indices)
+    batch['index'] = indices.astype(np.int32)
     if mask_fn is not None:
       batch['mask'] = example_masks(mask_fn, seed, indices)
     if dequantize:
@@ -86,26 +90,34 @@ def _train_stream(source, batch_size, seed, start_step, rows, mask_fn,
 
 def eval_batches(source: ArraySource, *, batch_size: int,
                  max_examples: int = 0, process_index: int = 0,
-                 process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
-  """Yields the first `max_examples` (0: all) examples in order, once.
+                 process_count: int = 1,
+                 seed: int = SUBSET_SEED) -> Iterator[dict[str, np.ndarray]]:
+  """Yields a seeded uniform sample of `max_examples` (0: all) examples, once.
 
-  Global batches hold `batch_size` examples, the last one possibly fewer;
-  process p gets the p-th contiguous part of each (parts of the last batch
-  differ in size by at most one). Every process yields the same number of
-  batches.
+  The examples come in the order of `sample_indices(len(source), n, seed)`,
+  a seeded permutation, so any first rows are a uniform sample too, and the
+  sample of n examples starts with the sample of fewer. Global batches hold
+  `batch_size` examples, the last one possibly fewer; process p gets the
+  p-th contiguous part of each (parts of the last batch differ in size by
+  at most one). Every process yields the same number of batches.
 
   Yields:
-    {'x': float32, 'label': int32 if the source has labels}.
+    {'x': float32 (b, ...), 'index': int32 (b,) rows of `source`, 'label':
+    int32 (b,) if the source has labels}.
   """
   _check_processes(batch_size, process_index, process_count)
   n = len(source) if max_examples <= 0 else min(max_examples, len(source))
-  return _eval_stream(source, batch_size, n, process_index, process_count)
+  order = sample_indices(len(source), n, seed)
+  return _eval_stream(source, batch_size, order, process_index, process_count)
 
 
-def _eval_stream(source, batch_size, n, process_index, process_count):
-  for start in range(0, n, batch_size):
-    indices = np.arange(start, min(start + batch_size, n))
-    yield source.get(np.array_split(indices, process_count)[process_index])
+def _eval_stream(source, batch_size, order, process_index, process_count):
+  for start in range(0, len(order), batch_size):
+    indices = np.array_split(order[start:start + batch_size],
+                             process_count)[process_index]
+    batch = source.get(indices)
+    batch['index'] = indices.astype(np.int32)
+    yield batch
 
 
 def _check_processes(batch_size: int, process_index: int,

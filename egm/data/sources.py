@@ -10,7 +10,9 @@ import dataclasses
 import os
 from typing import Callable
 
-from egm.data.dataset import ArraySource, Dataset, LoadOptions
+import numpy as np
+
+from egm.data.dataset import SUBSET_SEED, Dataset, LoadOptions, sample_indices
 from egm.errors import EgmError
 
 Loader = Callable[[str, LoadOptions], Dataset]
@@ -37,10 +39,12 @@ def load_dataset(data_config) -> Dataset:
     data_config: the `config.data` ConfigDict (see egm/config_defaults.py).
 
   Returns:
-    The Dataset. With `data_config.holdout` N > 0 its last N training
-    examples become the test split (and leave the training split); then
-    the train split keeps only the first `data_config.max_examples`
-    examples when that is > 0.
+    The Dataset. With `data_config.holdout` N > 0 a uniform sample of N
+    training examples becomes the test split (and leaves the training
+    split); then the train split keeps only a uniform sample of
+    `data_config.max_examples` examples when that is > 0. Both samples use
+    the fixed seed SUBSET_SEED, so every run on the same data gets the same
+    subsets.
   """
   source = data_config.source
   prefix, sep, argument = source.partition(':')
@@ -72,21 +76,23 @@ def load_dataset(data_config) -> Dataset:
     dataset = hold_out(dataset, int(data_config.holdout))
   if data_config.max_examples > 0:
     dataset = dataclasses.replace(
-        dataset, train=dataset.train.take(data_config.max_examples))
+        dataset, train=dataset.train.subset(int(data_config.max_examples)))
   return dataset
 
 
-def hold_out(dataset: Dataset, n: int) -> Dataset:
-  """The last `n` training examples as the test split, the rest as the training split."""
+def hold_out(dataset: Dataset, n: int, seed: int = SUBSET_SEED) -> Dataset:
+  """A seeded uniform sample of `n` training examples as the test split, the rest as training.
+
+  Both splits keep the examples in their original order.
+  """
   train = dataset.train
   if n >= len(train):
     raise EgmError(
         f'config.data.holdout is {n}, but the training split has only {len(train)} '
         'examples. Lower --config.data.holdout.')
-  label = train.label
-  keep, held = (ArraySource(train.x[:-n], None if label is None else label[:-n]),
-                ArraySource(train.x[-n:], None if label is None else label[-n:]))
-  return dataclasses.replace(dataset, train=keep, test=held)
+  order = sample_indices(len(train), len(train), seed)
+  return dataclasses.replace(dataset, train=train.rows(np.sort(order[n:])),
+                             test=train.rows(np.sort(order[:n])))
 
 
 def require_path(path: str, source: str) -> str:

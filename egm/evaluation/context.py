@@ -75,7 +75,11 @@ class EvalContext:
       yield np.clip(x, -1.0, 1.0) if self.dataset.kind == 'image' else x
 
   def real_batches(self, split: str = 'train', max_examples: int = 0):
-    """The data set's split in order, in batches of `eval.batch_size` ({'x', 'label'?})."""
+    """A seeded uniform sample of `max_examples` (0: all) examples of the split, in batches.
+
+    Batches of `eval.batch_size` ({'x', 'index', 'label'?}) from `data.eval_batches`; the same
+    examples on every call and every run.
+    """
     source = self.dataset.train if split == 'train' else self.dataset.test
     return data.eval_batches(source, batch_size=self.config.eval.batch_size,
                              max_examples=max_examples)

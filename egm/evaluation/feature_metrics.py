@@ -19,6 +19,7 @@ import numpy as np
 from scipy import linalg
 from scipy import special
 
+from egm.data.dataset import SUBSET_SEED
 from egm.errors import EgmError
 
 _RANGE_TOLERANCE = 1e-3
@@ -318,9 +319,15 @@ def extract_features(feature_fn: Callable, batches: Iterable, num_examples: int,
   return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
 
 
-def stats_cache_key(feature_net: str, dataset: str, split: str, count: int) -> str:
-  """A file-name-safe key naming feature network, dataset, split and sample count."""
-  key = f'{feature_net}-{dataset}-{split}-{count}'
+def stats_cache_key(feature_net: str, dataset: str, split: str, count: int,
+                    seed: int = SUBSET_SEED) -> str:
+  """A file-name-safe key naming feature network, dataset, split and the images' sample.
+
+  The images are the seeded uniform sample of `count` examples of the split that
+  `data.eval_batches` yields with `seed`; the 'uniform<seed>' part keeps these statistics apart
+  from those of other subsets (caches of the first `count` images, as before, have none).
+  """
+  key = f'{feature_net}-{dataset}-{split}-{count}-uniform{seed}'
   return re.sub(r'[^A-Za-z0-9_.=-]+', '_', key)
 
 

@@ -16,7 +16,7 @@ from egm import config_defaults
 from egm.checkpointing import Checkpointer
 from egm.errors import EgmError
 from egm.evaluation import feature_metrics
-from egm.methods import make_method
+from egm.methods import DataSpec, make_method
 
 _TRAIN_HINT = ('Train one with `python train.py --config configs/classifier_fashion.py --workdir '
                'runs/classifier_fashion` (or classifier_mnist.py / classifier_cifar.py, matching '
@@ -70,7 +70,7 @@ def load_feature_net(workdir: str, image_shape) -> FeatureNet:
   if step is None:
     checkpoints.close()
     raise EgmError(f'The classifier run {workdir} has no checkpoint. {_TRAIN_HINT}')
-  method = make_method(config, tuple(image_shape), 1)
+  method = make_method(config, DataSpec.of(image_shape))
   example = {'x': np.zeros((2, *image_shape), np.float32), 'label': np.zeros((2,), np.int32)}
   state = checkpoints.restore(jax.jit(method.init)(jax.random.key(0), example))
   checkpoints.close()

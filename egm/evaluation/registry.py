@@ -10,6 +10,8 @@ import dataclasses
 from typing import Callable
 
 from egm.errors import EgmError
+from egm.methods.contract import has_capability
+from egm.registry import add_to_registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,7 +19,8 @@ class Needs:
   """What a metric needs to apply.
 
   Attributes:
-    methods: names of method functions, e.g. ('sample', 'energy').
+    methods: capabilities the method must declare (egm/methods/contract.py), e.g.
+      ('sample', 'energy').
     kind: 'image' or 'points' data, or None for either.
     labels: the test split carries class labels.
     test: the data set has a test split.
@@ -35,7 +38,7 @@ class Needs:
 
   def unmet(self, context) -> str | None:
     """Why the metric does not apply to `context`, or None when it does."""
-    missing = [m for m in self.methods if not hasattr(context.method, m)]
+    missing = [m for m in self.methods if not has_capability(context.method, m)]
     if missing:
       return f'method {context.config.method!r} has no {", ".join(missing)}'
     if self.kind and context.dataset.kind != self.kind:
@@ -70,7 +73,7 @@ METRICS: dict[str, Metric] = {}
 def register_metric(name: str, **needs):
   """Decorator: registers `fn(context) -> dict` under `name` with `Needs(**needs)`."""
   def add(fn):
-    METRICS[name] = Metric(name, fn, Needs(**needs))
+    add_to_registry(METRICS, 'metric', name, Metric(name, fn, Needs(**needs)))
     return fn
   return add
 

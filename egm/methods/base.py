@@ -1,39 +1,15 @@
-"""What every method shares: the registry, per-network state, optimisers, losses.
+"""What methods share: optimisers, per-network state, losses, and two common mixins.
 
-A method is a small object of pure functions (DESIGN.md §3):
-`init(key, example_batch) -> state`, `update(state, batch, key) -> (state, metrics)`,
-`sample(state, key, n) -> x`, and where it applies `reconstruct(state, batch) -> x`
-and `energy(state, x) -> (B,)`. The state is one pytree: per network
-`{'params', 'opt_state', 'batch_stats'?}` plus `'step'`.
+The contract itself (the abstract base, capabilities, the registry) is in contract.py.
+Per network the state holds `{'params', 'opt_state', 'batch_stats'?}`.
 """
 import math
-from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from egm.errors import EgmError
-
-METHODS: dict[str, Callable[..., Any]] = {}
-
-
-def register(name: str):
-  """Class decorator: makes a method constructible by `config.method = name`."""
-  def add(cls):
-    METHODS[name] = cls
-    return cls
-  return add
-
-
-def make_method(config, x_shape, steps_per_epoch: int):
-  """Builds the method named by `config.method` for data of per-example shape `x_shape`."""
-  import egm.methods  # noqa: F401  (registers the built-in methods)
-  if config.method not in METHODS:
-    raise EgmError(
-        f'Unknown method {config.method!r}. Choose one of {sorted(METHODS)} with '
-        '--config.method=NAME, or register a new one with @egm.methods.base.register(NAME).')
-  return METHODS[config.method](config, tuple(x_shape), steps_per_epoch)
+from egm.methods.contract import Method
 
 
 def make_optimizer(learning_rate: float, optim_config, steps_per_epoch: int):
@@ -126,7 +102,7 @@ def reparameterize(key, mu, logvar):
   return mu + jnp.exp(0.5 * logvar) * jax.random.normal(key, mu.shape, mu.dtype)
 
 
-class JointLossMethod:
+class JointLossMethod(Method):
   """A method whose networks (the keys of `self.opt`) descend one joint scalar.
 
   Subclasses define `self.opt: dict[name, optax transform]` and
@@ -145,20 +121,28 @@ class JointLossMethod:
 
 
 class LatentGenerator:
-  """Sampling and reconstruction for methods with `self.nets.generator` and `self.nets.encoder`."""
+  """Sampling, inference and reconstruction for methods with `self.nets.generator` and
+  `self.nets.encoder` (amortized: `infer` is the encoder's mean, the key is unused)."""
+  capabilities = frozenset({'infer', 'generate', 'reconstruct'})
 
   def sample(self, state, key, n):
-    z = jax.random.normal(key, (n, self.z_dim), jnp.float32)
+    z = jax.random.normal(key, (n,) + self.nets.z_shape, jnp.float32)
     return apply_network(self.nets.generator, state['generator'], z)
 
-  def encode(self, state, x):
-    """The posterior mean of z: (B, ...) -> (B, z_dim)."""
-    mu, _ = apply_network(self.nets.encoder, state['encoder'], x)
+  def encoder_input(self, x, mask=None):
+    """What the encoder sees of x (B, H, W, C): see `observed_input`."""
+    return x
+
+  def infer(self, state, x, key, mask=None):
+    """The posterior mean of z: (B, ...) -> (B, z_dim); `mask` (1 = observed) for incomplete x."""
+    del key
+    mu, _ = apply_network(self.nets.encoder, state['encoder'], self.encoder_input(x, mask))
     return mu
 
   def generate(self, state, z):
     """G(z): (B, z_dim) -> (B, ...)."""
     return apply_network(self.nets.generator, state['generator'], z)
 
-  def reconstruct(self, state, batch):
-    return self.generate(state, self.encode(state, batch['x']))
+  def reconstruct(self, state, batch, key):
+    """G(infer(x)) for batch {'x', 'mask'?}: (B, ...)."""
+    return self.generate(state, self.infer(state, batch['x'], key, batch.get('mask')))

@@ -6,10 +6,12 @@ eval reports `test_accuracy`.
 """
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from egm.errors import EgmError
 from egm.methods import base
+from egm.methods.contract import Method, register
 from egm.nets.classifier import ConvClassifier
 
 
@@ -19,19 +21,31 @@ def random_flip(x, key):
   return jnp.where(flip, x[:, :, ::-1], x)
 
 
-@base.register('classifier')
-class Classifier:
-  """Adam on the mean softmax cross-entropy of a ConvClassifier."""
+@register('classifier')
+class Classifier(Method):
+  """Adam on the mean softmax cross-entropy of a ConvClassifier (a feature network)."""
+  generative = False
+  capabilities = frozenset({'logits', 'features'})
 
-  def __init__(self, config, x_shape, steps_per_epoch):
-    if len(x_shape) != 3:
+  @staticmethod
+  def config_section():
+    section = ml_collections.ConfigDict()
+    section.num_classes = 10
+    section.feature_dim = 128  # width of the penultimate layer (the feature space)
+    section.lr = 1e-3
+    section.random_flip = False  # mirror each training image left-right with prob. 1/2
+    section.feature_name = 'classifier'  # metrics in its space: fid_<feature_name>, ...
+    return section
+
+  def setup(self):
+    if not self.data.is_image:
       raise EgmError(
           f'The classifier takes images (S, S, C), but the data has examples of shape '
-          f'{tuple(x_shape)}. Train it on an image source (--config.data.source=...).')
-    hp = config.classifier
+          f'{self.data.x_shape}. Train it on an image source (--config.data.source=...).')
+    hp = self.hp
     self.random_flip = hp.random_flip
-    self.net = ConvClassifier(hp.num_classes, config.model.width, hp.feature_dim)
-    self.opt = base.make_optimizer(hp.lr, config.optim, steps_per_epoch)
+    self.net = ConvClassifier(hp.num_classes, self.model_config.width, hp.feature_dim)
+    self.opt = base.make_optimizer(hp.lr, self.optim_config, self.data.steps_per_epoch)
 
   def init(self, key, example_batch):
     if 'label' not in example_batch:

@@ -19,9 +19,11 @@ posterior variance).
 """
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from egm.errors import EgmError
 from egm.methods import base
+from egm.methods.contract import Method, register
 from egm.nets import make_networks, texture_latent_shape
 from egm.sampling import langevin, latent_posterior_energy
 
@@ -48,19 +50,39 @@ def check_config(hp) -> None:
                    '. Fix them with --config.coopnets.<key>=<value>.')
 
 
-@base.register('coopnets')
-class CoopNets:
+@register('coopnets')
+class CoopNets(Method):
   """Descriptor E and generator G; samples are G's proposals revised by Langevin on E."""
+  capabilities = frozenset({'energy', 'proposals', 'synthesize', 'complete'})
 
-  def __init__(self, config, x_shape, steps_per_epoch):
-    check_config(config.coopnets)
-    self.nets = make_networks(config.model, x_shape)
-    self.hp = config.coopnets
-    self.sigma = config.model.sigma
-    self.z_dim = config.model.z_dim
-    self.x_shape = x_shape
-    self.opt = base.make_optimizers(config.optim, steps_per_epoch, ('energy', 'generator'))
-    self.clip = (-1.0, 1.0) if len(x_shape) == 3 else None
+  @staticmethod
+  def config_section():
+    section = ml_collections.ConfigDict()
+    section.n_steps = 15  # K descriptor Langevin steps revising each proposal
+    section.step_size = 0.002  # δ in y <- y - δ²/2 dE/dy + δ·eps (unit temperature)
+    section.infer_steps = 0  # z-space Langevin steps inferring z for the revised x (0: off)
+    section.infer_step_size = 0.1  # δ_z of the z-space Langevin
+    section.completion_infer_steps = 100  # z-space steps on observed pixels in completion
+    section.completion_samples = 8  # completions averaged into the fill (1: one sample)
+    section.energy_l2 = 0.0  # weight of mean E^2 on the descriptor
+    return section
+
+  @staticmethod
+  def smoke(section):
+    section.n_steps = min(section.n_steps, 3)
+    section.infer_steps = min(section.infer_steps, 2)
+    section.completion_infer_steps = min(section.completion_infer_steps, 3)
+    section.completion_samples = min(section.completion_samples, 2)
+
+  def setup(self):
+    check_config(self.hp)
+    self.nets = make_networks(self.model_config, self.data.x_shape, 'energy', 'generator')
+    self.sigma = self.model_config.sigma
+    self.z_dim = self.model_config.z_dim
+    self.x_shape = self.data.x_shape
+    self.opt = base.make_optimizers(self.optim_config, self.data.steps_per_epoch,
+                                    ('energy', 'generator'))
+    self.clip = (-1.0, 1.0) if self.data.is_image else None
 
   def init(self, key, example_batch):
     x = example_batch['x'][:2]

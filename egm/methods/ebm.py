@@ -9,9 +9,11 @@ The chains are constants to the update (`stop_gradient`).
 """
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from egm.errors import EgmError
 from egm.methods import base
+from egm.methods.contract import Method, register
 from egm.nets import make_networks
 from egm.sampling import langevin, mala
 
@@ -37,17 +39,39 @@ def check_config(hp, batch_size: int) -> None:
                    '. Fix them with --config.ebm.<key>=<value>.')
 
 
-@base.register('ebm')
-class EBM:
+@register('ebm')
+class EBM(Method):
   """Energy network only; samples come from the Langevin sampler."""
+  capabilities = frozenset({'energy', 'long_run'})
 
-  def __init__(self, config, x_shape, steps_per_epoch):
-    self.nets = make_networks(config.model, x_shape)
-    check_config(config.ebm, config.train.batch_size)
-    self.hp = config.ebm
-    self.x_shape = x_shape
-    self.opt = base.make_optimizers(config.optim, steps_per_epoch, ('energy',))['energy']
-    self.clip = (-1.0, 1.0) if len(x_shape) == 3 else None
+  @staticmethod
+  def config_section():
+    section = ml_collections.ConfigDict()
+    section.n_steps = 100  # K short-run Langevin steps per update
+    section.step_size = 1.0  # s in x <- x - s * dE/dx + noise_scale * eps
+    section.noise_scale = 0.01
+    section.mh_step_size = 1e-4  # step of the MH-adjusted (MALA) diagnostic chains
+    section.init_low = -1.0  # chains start uniform in [init_low, init_high]
+    section.init_high = 1.0
+    section.data_noise = 0.03  # std of Gaussian noise added to data, [-1, 1] units
+    section.persistent = False  # replay buffer of chains instead of fresh noise
+    section.buffer_size = 10_000
+    section.rejuvenation = 0.05  # fraction of buffer chains restarted from noise
+    section.energy_l2 = 0.0  # weight of mean E^2
+    return section
+
+  @staticmethod
+  def smoke(section):
+    section.n_steps = min(section.n_steps, 5)
+    section.buffer_size = min(section.buffer_size, 64)
+
+  def setup(self):
+    self.nets = make_networks(self.model_config, self.data.x_shape, 'energy')
+    check_config(self.hp, self.data.global_batch)
+    self.x_shape = self.data.x_shape
+    self.opt = base.make_optimizers(self.optim_config, self.data.steps_per_epoch,
+                                    ('energy',))['energy']
+    self.clip = (-1.0, 1.0) if self.data.is_image else None
 
   def init(self, key, example_batch):
     k_net, k_buffer = jax.random.split(key)

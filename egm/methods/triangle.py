@@ -18,22 +18,32 @@ observed pixels only, and E sees the observed pixels completed by G(z_inf).
 """
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from egm.methods import base
+from egm.methods.contract import register
 from egm.nets import make_networks
 
 
-@base.register('triangle')
-class Triangle(base.JointLossMethod, base.LatentGenerator):
+@register('triangle')
+class Triangle(base.LatentGenerator, base.JointLossMethod):
   """Generator + energy + encoder, amortized; no MCMC."""
+  capabilities = base.LatentGenerator.capabilities | {'energy'}
 
-  def __init__(self, config, x_shape, steps_per_epoch):
-    self.nets = make_networks(config.model, x_shape)
-    self.z_dim = config.model.z_dim
-    self.sigma = config.model.sigma
-    self.hp = config.triangle
-    self.x_shape = x_shape
-    self.opt = base.make_optimizers(config.optim, steps_per_epoch,
+  @staticmethod
+  def config_section():
+    section = ml_collections.ConfigDict()
+    section.entropy_weight = 0.1  # weight of -log q(z|G(z)) in the I and G losses
+    section.energy_weight = 1.0  # weight of E(G(z)) in the G loss
+    section.energy_l2 = 0.0  # weight of mean E^2 regulariser on the EBM
+    return section
+
+  def setup(self):
+    self.nets = make_networks(self.model_config, self.data.x_shape,
+                              'energy', 'generator', 'encoder')
+    self.z_dim = self.model_config.z_dim
+    self.sigma = self.model_config.sigma
+    self.opt = base.make_optimizers(self.optim_config, self.data.steps_per_epoch,
                                     ('energy', 'generator', 'encoder'))
 
   def init(self, key, example_batch):

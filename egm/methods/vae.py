@@ -3,18 +3,20 @@ import jax
 import jax.numpy as jnp
 
 from egm.methods import base
+from egm.methods.contract import register
 from egm.nets import make_networks
 
 
-@base.register('vae')
-class VAE(base.JointLossMethod, base.LatentGenerator):
+@register('vae')
+class VAE(base.LatentGenerator, base.JointLossMethod):
   """Loss per example: ‖mask·(x − G(z))‖²/(2σ²) + KL(q(z|x) ‖ N(0, I)), z ~ q(z|x)."""
 
-  def __init__(self, config, x_shape, steps_per_epoch):
-    self.nets = make_networks(config.model, x_shape)
-    self.z_dim = config.model.z_dim
-    self.sigma = config.model.sigma
-    self.opt = base.make_optimizers(config.optim, steps_per_epoch, ('generator', 'encoder'))
+  def setup(self):
+    self.nets = make_networks(self.model_config, self.data.x_shape, 'generator', 'encoder')
+    self.z_dim = self.model_config.z_dim
+    self.sigma = self.model_config.sigma
+    self.opt = base.make_optimizers(self.optim_config, self.data.steps_per_epoch,
+                                    ('generator', 'encoder'))
 
   def init(self, key, example_batch):
     x = example_batch['x'][:2]

@@ -18,6 +18,7 @@ import numpy as np
 from egm import data
 from egm.evaluation import density, images, long_run
 from egm.evaluation.registry import register_metric
+from egm.methods.contract import has_capability
 
 
 @register_metric('samples', methods=('sample',), kind='image')
@@ -27,13 +28,14 @@ def sample_grid(ctx) -> dict:
   return {}
 
 
-def reconstruction_mse(method, state, source, eval_config) -> tuple[float, np.ndarray, np.ndarray]:
+def reconstruction_mse(method, state, source, eval_config,
+                       key) -> tuple[float, np.ndarray, np.ndarray]:
   """Per-pixel squared error over the test split; also the first batch and its reconstruction."""
   reconstruct = jax.jit(method.reconstruct)
   total, count, first = 0.0, 0, None
-  for batch in data.eval_batches(source, batch_size=eval_config.batch_size,
-                                 max_examples=eval_config.max_test_examples):
-    x_rec = np.asarray(reconstruct(state, {'x': batch['x']}))
+  for i, batch in enumerate(data.eval_batches(source, batch_size=eval_config.batch_size,
+                                              max_examples=eval_config.max_test_examples)):
+    x_rec = np.asarray(reconstruct(state, {'x': batch['x']}, jax.random.fold_in(key, i)))
     total += float(np.sum(np.square(batch['x'] - x_rec)))
     count += batch['x'].size
     if first is None:
@@ -43,7 +45,8 @@ def reconstruction_mse(method, state, source, eval_config) -> tuple[float, np.nd
 
 @register_metric('rec_mse', methods=('reconstruct',), test=True)
 def rec_mse(ctx) -> dict:
-  mse, x, x_rec = reconstruction_mse(ctx.method, ctx.state, ctx.dataset.test, ctx.config.eval)
+  mse, x, x_rec = reconstruction_mse(ctx.method, ctx.state, ctx.dataset.test, ctx.config.eval,
+                                     jax.random.fold_in(ctx.key, 8))
   if ctx.dataset.kind == 'image':
     shown = min(len(x), 16)
     images.save_image_grid(os.path.join(ctx.out_dir, 'reconstructions.png'),
@@ -76,7 +79,7 @@ def density_metrics(ctx) -> dict:
                          sampler(np.random.default_rng(7), 2000), extent,
                          background_density=true_fine)
   samples = None
-  if hasattr(method, 'sample'):
+  if has_capability(method, 'sample'):
     samples = np.asarray(ctx.jitted_sample(ctx.state, ctx.key, cfg.num_tv_samples))
     results['sample_tv'] = sample_tv(samples, _toy2d(ctx), cfg)
     n, coarse = cfg.num_tv_samples, cfg.sample_grid_size
@@ -84,7 +87,7 @@ def density_metrics(ctx) -> dict:
         density.histogram_density(sampler(np.random.default_rng(s), n), extent, coarse)
         for s in (11, 12))
     results['sample_tv_floor'] = density.total_variation(floor_a, floor_b)
-  if hasattr(method, 'energy'):
+  if has_capability(method, 'energy'):
     energies = density.energy_on_grid(lambda x: method.energy(ctx.state, x), extent, cfg.grid_size)
     model = density.density_from_energy(energies, 1.0)
     results['density_tv'] = density.total_variation(model, true_fine)

@@ -5,8 +5,9 @@
 - `feature_precision_recall`: `precision_<net>`, `recall_<net>` (k=3 nearest neighbours);
 - `inception` (only with Inception weights): `fid_inception`, `kid_inception`,
   `inception_score` (± std) in the standard FID Inception-v3 pool3 / logits.
-Real images are the first N of the training split; their FID statistics are cached (in the
-classifier's workdir, or in ~/.cache/egm/fid_stats for Inception).
+Real images are a seeded uniform sample of N training images (`ctx.real_batches`, the same in
+every run); their FID statistics are cached (in the classifier's workdir, or in
+~/.cache/egm/fid_stats for Inception) under a key naming the sample and the training split.
 """
 import os
 
@@ -30,8 +31,14 @@ def _real_batches(ctx, n: int):
   return ctx.real_batches('train', max_examples=n)
 
 
+def _train_split(ctx) -> str:
+  """Names the training split's contents: data.holdout and data.max_examples change its rows."""
+  shape = 'x'.join(map(str, ctx.image_shape))
+  return f'train-holdout{ctx.config.data.holdout}-max{ctx.config.data.max_examples}-{shape}'
+
+
 def _real_features(ctx, desc: str, feature_fn) -> np.ndarray:
-  """Features (N, F) of the first N = eval.num_fid_samples training images (once per desc)."""
+  """Features (N, F) of the sample of N = eval.num_fid_samples training images (once per desc)."""
   n = ctx.num_fid_samples
   return ctx.once(('real', desc), lambda: fm.extract_features(
       feature_fn, _real_batches(ctx, n), n, desc=f'{desc} real'))
@@ -56,7 +63,8 @@ def _distances(name: str, real, real_stats, fake) -> dict:
 def feature_fid(ctx) -> dict:
   net = ctx.feature_net
   real = _real_features(ctx, net.name, net.features_fn)
-  key = fm.stats_cache_key(f'{net.name}-step{net.step}', ctx.dataset.name, 'train', len(real))
+  key = fm.stats_cache_key(f'{net.name}-step{net.step}', ctx.dataset.name, _train_split(ctx),
+                           len(real))
   stats = fm.cached_dataset_stats(os.path.join(net.workdir, 'fid_stats'), key,
                                   lambda: fm.FeatureStats.from_features(real))
   return _distances(net.name, real, stats, _fake_features(ctx, net.name, net.features_fn))
@@ -78,7 +86,7 @@ def inception_metrics(ctx) -> dict:
   fake_pool, fake_logits = fm.extract_features(
       apply, _batches(ctx.fid_samples, ctx.config.eval.batch_size), len(ctx.fid_samples),
       desc='inception samples')
-  key = fm.stats_cache_key('inception', ctx.dataset.name, 'train', len(real_pool))
+  key = fm.stats_cache_key('inception', ctx.dataset.name, _train_split(ctx), len(real_pool))
   stats = fm.cached_dataset_stats(os.path.join(cache.cache_dir(), 'fid_stats'), key,
                                   lambda: fm.FeatureStats.from_features(real_pool))
   score, score_std = fm.inception_score(fake_logits, splits=min(10, len(fake_logits)))

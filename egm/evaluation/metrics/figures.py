@@ -1,9 +1,11 @@
 """Figures in `<workdir>/eval/` (no numbers):
 
 - `interpolations` (methods with `encode` and `generate`): `interpolations.png`, rows of
-  G(linear paths between the encodings of two test images), the images at both ends;
+  G(linear paths between the encodings of two test images), the images at both ends; the
+  test images are a seeded uniform sample;
 - `neighbours`: `neighbours_pixel.png` (and `neighbours_<net>.png` with a feature network):
-  each row a sample, then its nearest training images (L2 in pixel / feature space);
+  each row a sample, then its nearest training images (L2 in pixel / feature space) among a
+  seeded uniform sample of `eval.max_neighbour_examples`;
 - `trajectories` (methods with `energy`): `trajectories.png`, rows of Langevin chains from
   noise, columns the chain state at `eval.trajectory_frames` evenly spaced steps;
 - `loss_curves`: `loss_curves.png`, every scalar of `metrics.jsonl` over steps.
@@ -14,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from egm.data.dataset import sample_indices
 from egm.evaluation import images, plots
 from egm.evaluation.registry import register_metric
 from egm.sampling import langevin
@@ -24,7 +27,7 @@ _INTERPOLATION_STEPS = 8
 
 @register_metric('interpolations', methods=('encode', 'generate'), kind='image', test=True)
 def interpolations(ctx) -> dict:
-  x = ctx.dataset.test.get(np.arange(min(2 * _ROWS, len(ctx.dataset.test))))['x']
+  x = ctx.dataset.test.get(sample_indices(len(ctx.dataset.test), 2 * _ROWS))['x']
   rows = len(x) // 2
   z = np.asarray(jax.jit(ctx.method.encode)(ctx.state, x))
   t = np.linspace(0.0, 1.0, _INTERPOLATION_STEPS)[None, :, None]
@@ -53,8 +56,8 @@ def _save_neighbours(path: str, samples, train, sample_vecs, train_vecs, k: int)
 def neighbours(ctx) -> dict:
   k = ctx.config.eval.num_neighbours
   samples = next(ctx.sample_batches(5, _ROWS))
-  n_train = min(len(ctx.dataset.train), ctx.config.eval.max_neighbour_examples)
-  train = ctx.dataset.train.get(np.arange(n_train))['x']
+  train = ctx.dataset.train.get(
+      sample_indices(len(ctx.dataset.train), ctx.config.eval.max_neighbour_examples))['x']
   flat = lambda a: a.reshape(len(a), -1).astype(np.float64)
   _save_neighbours(os.path.join(ctx.out_dir, 'neighbours_pixel.png'), samples, train,
                    flat(samples), flat(train), k)
@@ -62,7 +65,7 @@ def neighbours(ctx) -> dict:
     net = ctx.feature_net
     batch = ctx.config.eval.batch_size
     train_features = np.concatenate([net.features(train[s:s + batch])
-                                     for s in range(0, n_train, batch)])
+                                     for s in range(0, len(train), batch)])
     _save_neighbours(os.path.join(ctx.out_dir, f'neighbours_{net.name}.png'), samples, train,
                      net.features(samples).astype(np.float64), train_features.astype(np.float64), k)
   return {}

@@ -22,7 +22,7 @@ _RESTORATION_SEED = 4321  # masks of the restoration test: not the training mask
 
 
 def _test_outputs(ctx, fn, source=None) -> tuple[np.ndarray, np.ndarray | None]:
-  """Concatenated `fn(state, x)` over the test split (first eval.max_test_examples); labels."""
+  """`fn(state, x)` concatenated over a seeded sample of eval.max_test_examples; labels."""
   jitted = jax.jit(fn)
   outputs, labels = [], []
   for batch in data.eval_batches(source or ctx.dataset.test, batch_size=ctx.config.eval.batch_size,
@@ -76,11 +76,10 @@ def restoration_psnr(ctx) -> dict:
   mask_fn = parse_mask(ctx.config.data.mask, *source.x.shape[1:3])
   reconstruct = jax.jit(ctx.method.reconstruct)
   restored, corrupted, truth, masks = [], [], [], []
-  n = min(len(source), ctx.config.eval.max_test_examples)
-  for start in range(0, n, ctx.config.eval.batch_size):
-    indices = np.arange(start, min(start + ctx.config.eval.batch_size, n))
-    x = source.get(indices)['x']
-    mask = example_masks(mask_fn, _RESTORATION_SEED, indices)
+  for batch in data.eval_batches(source, batch_size=ctx.config.eval.batch_size,
+                                 max_examples=ctx.config.eval.max_test_examples):
+    x = batch['x']
+    mask = example_masks(mask_fn, _RESTORATION_SEED, batch['index'])
     x_obs = x * mask
     restored.append(np.asarray(reconstruct(ctx.state, {'x': x_obs, 'mask': mask})))
     corrupted.append(x_obs)
