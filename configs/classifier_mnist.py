@@ -1,8 +1,8 @@
 """ConvNet classifier on MNIST: the feature network of `fid_mnist_classifier` etc.
 
 Only the MNIST test set is kept offline (../shared/data/t10k-*, 10,000 digits); the idx:
-source then serves it as both splits, so `data.holdout` makes the last 2,000 digits the
-test split and the first 8,000 the training split.
+source then serves it as both splits, so `data.holdout` makes a seeded uniform sample of
+2,000 digits the test split and the other 8,000 the training split.
 """
 from configs import default
 

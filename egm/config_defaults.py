@@ -26,8 +26,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.mask = 'none'  # 'none' | 'pixels:<fraction>' | 'block:<side>' (incomplete data)
   config.data.dequantize = 0.0  # std of Gaussian noise added to training data in [-1, 1] units
   config.data.prefetch = 2  # batches prepared ahead on a background thread
-  config.data.max_examples = 0  # >0 keeps only the first N training examples
-  config.data.holdout = 0  # >0 makes the last N training examples the test split
+  config.data.max_examples = 0  # >0 keeps a seeded uniform sample of N training examples
+  config.data.holdout = 0  # >0 moves a seeded uniform sample of N training examples to test
   config.data.texture_size = 0  # texture: sources: exemplar's shorter side in pixels (0: as is)
 
   config.model = ml_collections.ConfigDict()

@@ -2,16 +2,16 @@
 
 A method declares its phases (`Method.phases`, each a `Phase`); phase i covers steps
 [start_i, start_i + num_steps_i), the last one runs to `train.num_steps`. Each phase
-has its own global batch, image size and data order (seed folded with the phase
-index), and its batches count from the phase start, so a run resumed mid-phase reads
-exactly the batches an uninterrupted run reads.
+has its own global batch and image size, and its batches count from the phase start
+(the data order of a phase is that of a run starting there), so a run resumed mid-phase
+reads exactly the batches an uninterrupted run reads.
 """
 import dataclasses
 
 import numpy as np
 
 from egm.errors import EgmError
-from egm.methods.contract import Phase
+from egm.methods.contract import Phase, phase_start
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,27 +26,16 @@ class Schedule:
     """The phase of the update that takes the state from `step` to `step + 1`."""
     return int(np.searchsorted(np.asarray(self.starts), step, side='right') - 1)
 
-  def fade_in(self, phase_index: int, step):
-    """0 → 1 over the phase's `fade_in_steps` from its start (1 without a fade-in)."""
-    steps = self.phases[phase_index].fade_in_steps
-    if not steps:
-      return 1.0
-    return np.clip((step - self.starts[phase_index]) / steps, 0.0, 1.0)
-
 
 def schedule(phases, num_steps: int, batch_size: int, image_size: int) -> Schedule:
   """Resolves `phases` for a run of `num_steps` with the config's batch and image size."""
   if not phases:
     raise EgmError('A method declared no training phases; it must declare at least one.')
-  starts, start = [], 0
-  for i, phase in enumerate(phases):
-    starts.append(start)
-    last = i == len(phases) - 1
-    if phase.num_steps is None and not last:
+  for phase in phases[:-1]:
+    if phase.num_steps is None:
       raise EgmError(f'Phase {phase.name!r} has no num_steps, but only the last phase may run '
                      'to train.num_steps.')
-    if phase.num_steps is not None:
-      start += phase.num_steps
+  starts = [phase_start(phases, i) for i in range(len(phases))]
   sizes = tuple(p.image_size or image_size for p in phases)
   for phase, size in zip(phases, sizes):
     if image_size % size:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -16,11 +17,10 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def _launch(workdir, devices_per_process, extra=()):
+def _launch(config, workdir, devices_per_process, extra=()):
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices_per_process}',
              JAX_PLATFORMS='cpu')
-  args = [sys.executable, 'train.py', '--config', 'configs/triangle_toy2d.py:smoke',
-          '--workdir', str(workdir), *extra]
+  args = [sys.executable, 'train.py', '--config', config, '--workdir', str(workdir), *extra]
   return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True)
 
@@ -29,15 +29,23 @@ def _losses(workdir):
   return {row['step']: row for row in map(json.loads, open(os.path.join(workdir, 'metrics.jsonl')))}
 
 
-def test_two_processes_match_one_process(tmp_path):
-  single = _launch(tmp_path / 'single', 4)
+# (config, logged metrics compared, logged steps, checkpoint steps)
+RUNS = [('configs/triangle_toy2d.py:smoke', ('loss', 'rec', 'kl', 'contrastive'), [2, 4, 6],
+         ['3', '6']),
+        # per-example state (tests/platform_methods.py): rows sharded over both processes
+        ('tests/per_example_config.py', ('loss', 'seen'), list(range(2, 13, 2)), ['12', '6'])]
+
+
+@pytest.mark.parametrize('config,names,steps,checkpoints', RUNS)
+def test_two_processes_match_one_process(tmp_path, config, names, steps, checkpoints):
+  single = _launch(config, tmp_path / 'single', 4)
   out, _ = single.communicate(timeout=600)
   assert single.returncode == 0, out
   port = _free_port()
   env_bind = {'JAX_COORDINATOR_BIND_ADDRESS': f'127.0.0.1:{port}'}
   os.environ.update(env_bind)
   try:
-    procs = [_launch(tmp_path / 'multi', 2, ['--coordinator_address', f'127.0.0.1:{port}',
+    procs = [_launch(config, tmp_path / 'multi', 2, ['--coordinator_address', f'127.0.0.1:{port}',
                                              '--num_processes', '2', '--process_id', str(i)])
              for i in range(2)]
     outs = [p.communicate(timeout=600)[0] for p in procs]
@@ -47,9 +55,9 @@ def test_two_processes_match_one_process(tmp_path):
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out
   one, two = _losses(tmp_path / 'single'), _losses(tmp_path / 'multi')
-  assert sorted(one) == sorted(two) == [2, 4, 6]
+  assert sorted(one) == sorted(two) == steps
   for step in one:
-    for name in ('loss', 'rec', 'kl', 'contrastive'):
+    for name in names:
       np.testing.assert_allclose(two[step][name], one[step][name], rtol=1e-4, atol=1e-5,
                                  err_msg=f'{name} at step {step}')
-  assert sorted(os.listdir(tmp_path / 'multi' / 'checkpoints')) == ['3', '6']
+  assert sorted(os.listdir(tmp_path / 'multi' / 'checkpoints')) == checkpoints

@@ -14,6 +14,7 @@ import numpy as np
 
 from egm.data.dataset import SUBSET_SEED, Dataset, LoadOptions, sample_indices
 from egm.errors import EgmError
+from egm.registry import add_to_registry
 
 Loader = Callable[[str, LoadOptions], Dataset]
 _LOADERS: dict[str, Loader] = {}
@@ -22,7 +23,7 @@ _LOADERS: dict[str, Loader] = {}
 def register(prefix: str) -> Callable[[Loader], Loader]:
   """Registers the decorated loader under `prefix`."""
   def wrap(loader: Loader) -> Loader:
-    _LOADERS[prefix] = loader
+    add_to_registry(_LOADERS, 'data source', prefix, loader)
     return loader
   return wrap
 

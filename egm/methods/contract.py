@@ -24,6 +24,7 @@ import abc
 import dataclasses
 from typing import Any, ClassVar
 
+import jax.numpy as jnp
 import ml_collections
 
 from egm.errors import EgmError
@@ -76,6 +77,12 @@ class DataSpec:
   def is_image(self) -> bool:
     return len(self.x_shape) == 3
 
+  @property
+  def per_example_rows(self) -> int:
+    """Rows of per-example state: num_examples rounded up to a multiple of the global batch,
+    so the rows shard evenly on every device count the batch allows."""
+    return -(-self.num_examples // self.global_batch) * self.global_batch
+
 
 @dataclasses.dataclass(frozen=True)
 class Phase:
@@ -93,6 +100,19 @@ class Phase:
   batch_size: int | None = None
   image_size: int | None = None
   fade_in_steps: int = 0
+
+
+def phase_start(phases, index: int) -> int:
+  """The step at which phase `index` of `phases` starts."""
+  return sum(p.num_steps for p in phases[:index])
+
+
+def fade_in(phases, index: int, step):
+  """0 → 1 over phase `index`'s `fade_in_steps` from its start (1 without a fade-in); jittable."""
+  steps = phases[index].fade_in_steps
+  if not steps:
+    return jnp.ones(())
+  return jnp.clip((step - phase_start(phases, index)) / steps, 0.0, 1.0)
 
 
 class Method(abc.ABC):

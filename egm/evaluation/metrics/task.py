@@ -3,7 +3,7 @@
 - `test_accuracy` (methods with `logits`): fraction of test images classified correctly;
 - `ood`: `ood_auroc` / `ood_auprc` of the energy as an out-of-distribution score, the test
   split (in-distribution) against the images of `eval.ood_source` (OOD = positive class);
-- `cluster_accuracy` (methods with `cluster(state, x) -> (B,)` ids): accuracy under the best
+- `cluster_accuracy` (methods with `cluster(state, x, key) -> (B,)` ids): accuracy under the best
   one-to-one matching of clusters to test labels (Hungarian);
 - `psnr` (with `data.mask`): test images with the mask's pixels missing (set to 0) are
   reconstructed; `psnr_missing` is the PSNR (dB, range 2) of the reconstruction on the missing
@@ -21,13 +21,16 @@ from egm.evaluation.registry import register_metric
 _RESTORATION_SEED = 4321  # masks of the restoration test: not the training masks
 
 
-def _test_outputs(ctx, fn, source=None) -> tuple[np.ndarray, np.ndarray | None]:
-  """`fn(state, x)` concatenated over a seeded sample of eval.max_test_examples; labels."""
+def _test_outputs(ctx, fn, source=None, keyed=False) -> tuple[np.ndarray, np.ndarray | None]:
+  """`fn(state, x)` (`fn(state, x, key)` if keyed) concatenated over a seeded sample of
+  eval.max_test_examples; labels."""
   jitted = jax.jit(fn)
   outputs, labels = [], []
-  for batch in data.eval_batches(source or ctx.dataset.test, batch_size=ctx.config.eval.batch_size,
-                                 max_examples=ctx.config.eval.max_test_examples):
-    outputs.append(np.asarray(jitted(ctx.state, batch['x'])))
+  for i, batch in enumerate(data.eval_batches(
+      source or ctx.dataset.test, batch_size=ctx.config.eval.batch_size,
+      max_examples=ctx.config.eval.max_test_examples)):
+    key = (jax.random.fold_in(ctx.key, 1000 + i),) if keyed else ()
+    outputs.append(np.asarray(jitted(ctx.state, batch['x'], *key)))
     labels.append(batch.get('label'))
   labels = None if labels[0] is None else np.concatenate(labels)
   return np.concatenate(outputs), labels
@@ -66,7 +69,7 @@ def ood_detection(ctx) -> dict:
 
 @register_metric('cluster_accuracy', methods=('cluster',), labels=True)
 def cluster_accuracy(ctx) -> dict:
-  clusters, labels = _test_outputs(ctx, ctx.method.cluster)
+  clusters, labels = _test_outputs(ctx, ctx.method.cluster, keyed=True)
   return {'cluster_accuracy': task_metrics.cluster_accuracy(labels, clusters)}
 
 
@@ -81,7 +84,8 @@ def restoration_psnr(ctx) -> dict:
     x = batch['x']
     mask = example_masks(mask_fn, _RESTORATION_SEED, batch['index'])
     x_obs = x * mask
-    restored.append(np.asarray(reconstruct(ctx.state, {'x': x_obs, 'mask': mask})))
+    restored.append(np.asarray(reconstruct(ctx.state, {'x': x_obs, 'mask': mask},
+                                           jax.random.fold_in(ctx.key, 2000 + len(restored)))))
     corrupted.append(x_obs)
     truth.append(x)
     masks.append(mask)
