@@ -1,6 +1,6 @@
 """Figures in `<workdir>/eval/` (no numbers):
 
-- `interpolations` (methods with `encode` and `generate`): `interpolations.png`, rows of
+- `interpolations` (methods with `infer` and `generate`): `interpolations.png`, rows of
   G(linear paths between the encodings of two test images), the images at both ends; the
   test images are a seeded uniform sample;
 - `neighbours`: `neighbours_pixel.png` (and `neighbours_<net>.png` with a feature network):
@@ -25,11 +25,11 @@ _ROWS = 8  # examples shown per figure
 _INTERPOLATION_STEPS = 8
 
 
-@register_metric('interpolations', methods=('encode', 'generate'), kind='image', test=True)
+@register_metric('interpolations', methods=('infer', 'generate'), kind='image', test=True)
 def interpolations(ctx) -> dict:
   x = ctx.dataset.test.get(sample_indices(len(ctx.dataset.test), 2 * _ROWS))['x']
   rows = len(x) // 2
-  z = np.asarray(jax.jit(ctx.method.encode)(ctx.state, x))
+  z = np.asarray(jax.jit(ctx.method.infer)(ctx.state, x, jax.random.fold_in(ctx.key, 9)))
   t = np.linspace(0.0, 1.0, _INTERPOLATION_STEPS)[None, :, None]
   path = (1 - t) * z[:rows, None] + t * z[rows:2 * rows, None]  # (rows, steps, z)
   x_path = np.asarray(jax.jit(ctx.method.generate)(ctx.state, path.reshape(-1, z.shape[-1])))
