@@ -1,9 +1,12 @@
-"""Evaluates the newest checkpoint: python eval.py --config configs/X.py --workdir runs/X."""
+"""Evaluates a run: python eval.py --workdir runs/X (the run's own config.json is the config;
+`--config.<key>=<value>` overrides it; `--config=FILE` is needed only without a config.json)."""
 from absl import flags
 
 from egm import cli
 
-_CONFIG, _WORKDIR = cli.define_run_flags('The config the run was trained with.')
+_CONFIG, _WORKDIR = cli.define_run_flags(
+    'Optional: the run\'s config.json is used; a config file only for a workdir without one.',
+    config_required=False)
 flags.adopt_module_key_flags(cli)
 
 
@@ -11,7 +14,11 @@ def main(argv):
   del argv
   cli.initialize_distributed()
   from egm.evaluation import evaluate  # after flag parsing, so --help is fast
-  evaluate.evaluate(_CONFIG.value, _WORKDIR.value)
+  cli.check_workdir(_WORKDIR.value)
+  given = _CONFIG.value if cli.config_given() else None
+  config = evaluate.run_config(_WORKDIR.value, given, cli.override_values())
+  cli.print_config_and_exit(config)
+  evaluate.evaluate(config, _WORKDIR.value)
 
 
 if __name__ == '__main__':

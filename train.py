@@ -3,12 +3,15 @@ from absl import flags
 
 from egm import cli
 
-_CONFIG, _WORKDIR = cli.define_run_flags('A configs/*.py file, optionally with :smoke.')
+_CONFIG, _WORKDIR = cli.define_run_flags(
+    'A configs/*.py file or config name, optionally with :smoke or :key=value,...')
 flags.adopt_module_key_flags(cli)
 
 
 def main(argv):
   del argv
+  cli.print_config_and_exit(_CONFIG.value)
+  cli.check_workdir(_WORKDIR.value)
   cli.initialize_distributed()
   from egm import trainer  # after flag parsing, so --help is fast
   trainer.train(_CONFIG.value, _WORKDIR.value)

@@ -34,7 +34,8 @@ class Checkpointer:
     """Restores into the structure, shapes and shardings of `template` (a state pytree)."""
     step = self.latest_step() if step is None else step
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-    return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    return jax.block_until_ready(
+        self.manager.restore(step, args=ocp.args.StandardRestore(abstract)))
 
   def close(self) -> None:
     self.manager.close()

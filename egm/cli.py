@@ -1,15 +1,79 @@
-"""Flag parsing for the entry points: user mistakes become one paragraph, not a traceback."""
+"""Flag parsing for the entry points: user mistakes become one paragraph, not a traceback.
+
+`--config` takes a config file (`configs/triangle_cifar.py`, from any directory) or the
+name of one of the repository's configs (`triangle_cifar`), optionally followed by a config
+argument (`:smoke`, `:smoke,model.width=32`; see egm/config_args.py). Configs are not
+installed with the package: they live in the repository's `configs/` folder, found next to
+the `egm` package of a source checkout (`pip install -e .`).
+"""
+import os
 import sys
 
 from absl import app, flags, logging
 
 from egm.errors import EgmError
 
+REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            'configs')
+
+
+def available_configs() -> list[str]:
+  """The names of the repository's configs (without .py)."""
+  if not os.path.isdir(REPO_CONFIGS):
+    return []
+  return sorted(f[:-3] for f in os.listdir(REPO_CONFIGS)
+                if f.endswith('.py') and f not in ('default.py', '__init__.py'))
+
+
+def resolve_config_path(value: str) -> str:
+  """`--config` VALUE with its file part resolved: a config name becomes the repository's
+  file; a missing file is an EgmError listing the configs. The config's folder's parent goes
+  on sys.path, so configs that import `configs.<other>` load from any directory."""
+  path, sep, arg = value.partition(':')
+  if not path.endswith('.py') and os.sep not in path and '/' not in path:
+    path = os.path.join(REPO_CONFIGS, path + '.py')
+  if not os.path.isfile(path):
+    raise EgmError(
+        f'The config file {path!r} does not exist (relative paths start from {os.getcwd()}). '
+        f'Pass a file, e.g. --config=configs/triangle_digits.py, or the name of one of the '
+        f'repository\'s configs: {", ".join(available_configs())}.')
+  path = os.path.abspath(path)
+  root = os.path.dirname(os.path.dirname(path))
+  if root not in sys.path:
+    sys.path.insert(0, root)
+  return path + sep + arg
+
+
+_OPTIONAL_CONFIG = {'optional': False, 'given': True}
+
+
+def config_given() -> bool:
+  """Whether --config was on the command line (eval.py may go without it)."""
+  return _OPTIONAL_CONFIG['given']
+
+
+def _resolve_config_flag(argv):
+  """argv with the value of `--config` resolved by `resolve_config_path`; where --config is
+  optional and absent, the base config stands in so that overrides still parse."""
+  out = list(argv)
+  given = any(a == '--config' or a.startswith('--config=') for a in out)
+  _OPTIONAL_CONFIG['given'] = given
+  if not given and _OPTIONAL_CONFIG['optional']:
+    out.insert(1, '--config=' + os.path.join(REPO_CONFIGS, 'default.py'))
+  for i, arg in enumerate(out):
+    if arg.startswith('--config='):
+      out[i] = '--config=' + resolve_config_path(arg[len('--config='):])
+    elif arg == '--config' and i + 1 < len(out):
+      out[i + 1] = resolve_config_path(out[i + 1])
+  return out
+
 
 def parse_flags(argv):
   """absl flag parser that turns bad `--config` files and overrides into EgmError text."""
   try:
-    return flags.FLAGS(argv)
+    return flags.FLAGS(_resolve_config_flag(argv))
+  except EgmError as e:
+    message = str(e)
   except flags.Error as e:
     detail = str(e)
     if 'Traceback' in detail:  # a config file that raised: keep its final line
@@ -17,9 +81,10 @@ def parse_flags(argv):
     message = f'{detail}. Run with --helpshort to see the flags.'
   except (AttributeError, KeyError) as e:
     detail = str(e).strip('\'"').replace('\\n', ' ').replace('\\', '')
-    message = (f'Unknown config key in a --config.<key>=<value> override: {detail}. Every key is '
-               'declared in egm/config_defaults.py; print a resolved config with --config=FILE '
-               '--helpfull, or see config.json in a workdir.')
+    message = (f'Unknown config key in a --config.<key>=<value> override: {detail}. Print every '
+               'key of a config with its value: python train.py --config=FILE --print_config '
+               '(the keys are declared in egm/config_defaults.py and in each method\'s '
+               'config_section()).')
   except (TypeError, ValueError) as e:
     message = (f'Bad --config argument: {e}. Pass --config=configs/NAME.py, optionally with '
                '":smoke" for a seconds-long run, and overrides as --config.<key>=<value>.')
@@ -27,14 +92,37 @@ def parse_flags(argv):
   sys.exit(2)
 
 
-def define_run_flags(config_help: str):
+def define_run_flags(config_help: str, config_required: bool = True):
   """The flags of train.py and eval.py; returns the (config, workdir) flag holders."""
   from ml_collections import config_flags
   config = config_flags.DEFINE_config_file('config', None, config_help, lock_config=True)
   workdir = flags.DEFINE_string('workdir', None, 'The run directory: checkpoints, logs, samples.')
-  flags.mark_flags_as_required(['config', 'workdir'])
+  flags.DEFINE_bool('print_config', False, 'Print the resolved config (every key with its '
+                    'value) and exit.')
+  flags.mark_flags_as_required(['config', 'workdir'] if config_required else ['workdir'])
+  _OPTIONAL_CONFIG['optional'] = not config_required
   _define_distributed_flags()
   return config, workdir
+
+
+def override_values() -> dict:
+  """The `--config.<key>=<value>` overrides given on the command line, flat: {key: value}."""
+  from ml_collections import config_flags
+  return dict(config_flags.get_override_values(flags.FLAGS['config']))
+
+
+def print_config_and_exit(config) -> None:
+  """With --print_config: prints `config` (every key and value) and exits 0."""
+  if flags.FLAGS.print_config:
+    print(config, flush=True)
+    sys.exit(0)
+
+
+def check_workdir(workdir: str) -> None:
+  """Raises EgmError when `workdir` exists but is not a directory."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise EgmError(f'--workdir={workdir} is a file, not a directory. Pass a new or existing '
+                   'run directory.')
 
 
 def _define_distributed_flags():

@@ -60,6 +60,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.batch_size = 100  # global batch, split over all devices of all processes
   config.train.num_steps = 100_000
   config.train.log_every = 100
+  config.train.log_seconds = 60.0  # also log (progress, steps/s, ETA) at least this often
   config.train.checkpoint_every = 2_000
   config.train.sample_every = 2_000
   config.train.keep_checkpoints = 3

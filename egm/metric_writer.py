@@ -21,10 +21,15 @@ class MetricWriter:
     self.total_steps = total_steps
     self.enabled = enabled
     self._last = None  # (time, step) of the previous log line
+    self._opened = time.time()
     if enabled:
       os.makedirs(workdir, exist_ok=True)
       self.jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
       self.tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+
+  def start(self, step: int) -> None:
+    """Counts steps/s and the ETA from `step` (the first update, once compiled) on."""
+    self._last = (time.time(), step)
 
   def write(self, step: int, metrics: dict) -> None:
     """Logs host scalars for `step`; raises NonFiniteLossError on NaN/Inf."""
@@ -51,7 +56,8 @@ class MetricWriter:
     rate = values.get('steps_per_sec')
     eta = f'  eta {_duration((self.total_steps - step) / rate)}' if rate else ''
     shown = '  '.join(f'{k} {v:.4g}' for k, v in values.items())
-    print(f'step {step}/{self.total_steps}  {shown}{eta}', flush=True)
+    elapsed = _duration(now - self._opened)
+    print(f'step {step}/{self.total_steps}  elapsed {elapsed}  {shown}{eta}', flush=True)
 
   def close(self) -> None:
     if self.enabled:

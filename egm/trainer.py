@@ -103,10 +103,26 @@ class _Phases:
     return self.updates[phase_index]
 
 
+def describe(exp, workdir: str) -> str:
+  """What the run resolved to, for the first lines of its output."""
+  config, spec, dataset = exp.config, exp.data_spec, exp.dataset
+  test = f' / {len(dataset.test):,} test' if dataset.test is not None else ''
+  shape = 'x'.join(map(str, spec.x_shape))
+  devices = jax.devices()
+  return (f'method {config.method} on {dataset.name} ({config.data.source}): '
+          f'{spec.num_examples:,} train{test} examples of shape {shape}\n'
+          f'{len(devices)} {devices[0].platform} device(s) in {jax.process_count()} process(es); '
+          f'global batch {spec.global_batch} ({spec.steps_per_epoch:,} steps per epoch); '
+          f'{config.train.num_steps:,} steps; workdir {os.path.abspath(workdir)}')
+
+
 def train(config, workdir: str):
   """Trains `config` in `workdir` (resuming there if it holds a checkpoint); returns the state."""
+  started = time.monotonic()
   exp = experiment.build(config)
   is_main = jax.process_index() == 0
+  if is_main:
+    print(describe(exp, workdir), flush=True)
   if is_main:
     experiment.write_config(config, workdir)
   schedule = phases.schedule(exp.method.phases(config.train.num_steps), config.train.num_steps,
@@ -122,12 +138,15 @@ def train(config, workdir: str):
     state = checkpoints.restore(state)
     print(f'resumed from step {start_step} (phase {schedule.phases[state_phase].name})',
           flush=True)
+  else:
+    print('starting at step 0', flush=True)
 
   replicated = parallel.replicated(exp.mesh)
   sample = None
   if has_capability(exp.method, 'sample'):
     sample = jax.jit(exp.method.sample, static_argnums=2, out_shardings=replicated)
   writer = MetricWriter(workdir, config.train.num_steps, enabled=is_main)
+  last_log = time.monotonic()
   keys = experiment.run_keys(config.seed)
   train_key = parallel.replicate(keys['train'], exp.mesh)  # once, not a transfer per step
   stop = _StopFlag()
@@ -158,8 +177,15 @@ def train(config, workdir: str):
       jax.block_until_ready(previous_metrics)
       previous_metrics = metrics
       step += 1
-      if step % config.train.log_every == 0 or step == config.train.num_steps:
+      if step == start_step + 1:
+        jax.block_until_ready(metrics)
+        print(f'step {step}: the first update compiled and ran in '
+              f'{time.monotonic() - started:.1f} s since start', flush=True)
+        writer.start(step)
+      if (step % config.train.log_every == 0 or step == config.train.num_steps
+          or time.monotonic() - last_log >= config.train.log_seconds):
         writer.write(step, jax.device_get(metrics))
+        last_log = time.monotonic()
       # every process runs the sharded sample program
       if sample is not None and step % config.train.sample_every == 0:
         samples = np.asarray(jax.device_get(sample(state, keys['sample'], config.eval.num_samples)))
@@ -170,6 +196,9 @@ def train(config, workdir: str):
         checkpoints.save(step, state)
     if checkpoints.latest_step() != step:
       checkpoints.save(step, state)
+    if is_main:
+      print(f'checkpoint of step {step} in {checkpoints.directory}/{step}\n'
+            f'evaluate it with: python eval.py --workdir {workdir}', flush=True)
   finally:
     for s, handler in previous_handlers.items():
       signal.signal(s, handler)

@@ -25,13 +25,49 @@ def _assert_clear_error(code, stderr, *phrases):
 def test_unknown_config_key(tmp_path):
   code, err = _run('train.py', '--config', 'configs/triangle_toy2d.py:smoke',
                    '--workdir', str(tmp_path), '--config.train.batchsize=3')
-  _assert_clear_error(code, err, 'Unknown config key', 'batch_size', 'egm/config_defaults.py')
+  _assert_clear_error(code, err, 'Unknown config key', 'batch_size', '--print_config')
+
+
+def test_print_config_lists_every_key_and_exits(tmp_path):
+  result = subprocess.run([sys.executable, os.path.join(REPO, 'train.py'), '--config',
+                           'triangle_toy2d:smoke,model.width=24', '--workdir', str(tmp_path / 'r'),
+                           '--print_config'], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 0, result.stderr
+  assert 'width: 24' in result.stdout and 'batch_size: 16' in result.stdout
+  assert not os.path.exists(tmp_path / 'r')  # nothing written
+
+
+@pytest.mark.parametrize('args, phrases', [
+    (['--config', 'configs/no_such.py'], ['does not exist', 'triangle_digits']),
+    (['--config', 'no_such_name'], ['does not exist', 'triangle_cifar']),
+])
+def test_missing_config_file_is_one_paragraph(tmp_path, args, phrases):
+  code, err = _run('train.py', *args, '--workdir', str(tmp_path / 'run'))
+  _assert_clear_error(code, err, *phrases)
+  assert len(err.strip().splitlines()) == 1 and not os.path.exists(tmp_path / 'run')
+
+
+def test_workdir_that_is_a_file(tmp_path):
+  (tmp_path / 'file').write_text('')
+  for script in ('train.py', 'eval.py'):
+    code, err = _run(script, '--config', 'configs/triangle_toy2d.py:smoke',
+                     '--workdir', str(tmp_path / 'file'))
+    _assert_clear_error(code, err, 'is a file, not a directory')
+
+
+def test_configs_load_from_another_directory_by_path_and_by_name(tmp_path):
+  for config in (os.path.join(REPO, 'configs', 'coopnets_fashion.py'), 'coopnets_fashion'):
+    result = subprocess.run([sys.executable, os.path.join(REPO, 'train.py'), '--config', config,
+                             '--workdir', str(tmp_path / 'r'), '--print_config'], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and 'method: coopnets' in result.stdout, result.stderr
 
 
 def test_unknown_config_argument(tmp_path):
   code, err = _run('train.py', '--config', 'configs/triangle_toy2d.py:smokey',
                    '--workdir', str(tmp_path))
-  _assert_clear_error(code, err, "unknown config argument 'smokey'", ':smoke')
+  _assert_clear_error(code, err, "Unknown config argument 'smokey'", ':smoke')
 
 
 @pytest.mark.parametrize('source, phrases', [
@@ -49,8 +85,27 @@ def test_data_errors(tmp_path, source, phrases):
 
 def test_eval_without_checkpoint(tmp_path):
   code, err = _run('eval.py', '--config', 'configs/triangle_toy2d.py:smoke',
-                   '--workdir', str(tmp_path))
+                   '--workdir', str(tmp_path / 'run'))
   _assert_clear_error(code, err, 'No checkpoint', 'python train.py')
+  assert not os.path.exists(tmp_path / 'run')  # nothing left behind
+  code, err = _run('eval.py', '--workdir', str(tmp_path / 'run'))
+  _assert_clear_error(code, err, 'no config.json', '--config')
+
+
+def test_eval_reads_the_runs_own_config(tmp_path):
+  """A run trained on another data source is evaluated on it without repeating the override."""
+  workdir = str(tmp_path / 'run')
+  code, err = _run('train.py', '--config', 'configs/triangle_cifar.py:smoke', '--workdir', workdir,
+                   '--config.data.source=sklearn:digits', '--config.data.image_size=8',
+                   '--config.data.channels=1')
+  assert code == 0, err
+  result = subprocess.run(
+      [sys.executable, 'eval.py', '--config', 'configs/triangle_cifar.py:smoke', '--workdir',
+       workdir, '--config.eval.metrics=samples'], cwd=REPO, capture_output=True, text=True,
+      timeout=300)
+  assert result.returncode == 0, result.stderr
+  assert '"dataset": "digits"' in result.stdout and 'samples.png' in result.stdout
+  assert "evaluating with the run's own config" in result.stdout
 
 
 def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):

@@ -39,11 +39,14 @@ def load_tfds(argument: str, options: LoadOptions) -> Dataset:
   """Loads the prepared tfds data set `argument` into memory."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   directory = data_dir(options.data_dir)
-  try:
-    builder = tfds.builder(argument, data_dir=directory)
-    prepared = builder.is_prepared()
-  except tfds.core.registered.DatasetNotFoundError:
-    prepared = False
+  prepared = False
+  # tfds warns about a missing folder before it says 'not prepared': look first.
+  if os.path.isdir(os.path.join(directory, argument.split(':')[0].split('/')[0])):
+    try:
+      builder = tfds.builder(argument, data_dir=directory)
+      prepared = builder.is_prepared()
+    except tfds.core.registered.DatasetNotFoundError:
+      prepared = False
   if not prepared:
     raise EgmError(_not_prepared_message(argument, directory))
   features = builder.info.features
