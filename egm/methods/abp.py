@@ -1,0 +1,158 @@
+"""Alternating back-propagation (Han et al., AAAI 2017, arXiv 1606.08571): a generator
+learned without an encoder, its latents inferred by Langevin dynamics.
+
+Model: x = g(z) + ε, z ~ N(0, I), ε ~ N(0, σ²I) (σ = `model.sigma`). With
+U(z) = ‖mask·(x − g(z))‖²/(2σ²) + ‖z‖²/2 = −log p(x, z) + const, one update is
+
+  1. inferential back-prop: K Langevin steps z ← z − δ²/2·∇U(z) + δ·ε on the batch's
+     latents, warm-started from each example's latent of its previous visit (kept in
+     `state['per_example']['z']`, one row per training example, sharded on `data`) or,
+     with `abp.persistent=False`, from the prior;
+  2. learning back-prop: θ descends mean ‖mask·(x − g_θ(z))‖²/(2σ²) at the inferred z
+     (held fixed), the complete-data −log p(x, z) up to terms free of θ;
+  3. the inferred latents are written back to the examples' rows.
+
+At test time `infer` runs `abp.test_steps` steps from the prior (Langevin, or gradient
+descent on U with `abp.test_noise=False`), on the observed pixels when a mask is given;
+`reconstruct` decodes them and `complete` fills the unobserved pixels with g(z).
+"""
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from egm.errors import EgmError
+from egm.methods import base
+from egm.methods.contract import PER_EXAMPLE, Method, register
+from egm.nets import make_networks
+from egm.sampling import langevin, latent_posterior_energy
+
+
+def check_config(hp, sigma) -> None:
+  """Raises EgmError naming each `config.abp` key (and model.sigma) that cannot work."""
+  problems = []
+  for key in ('n_steps', 'test_steps'):
+    if int(hp[key]) != hp[key] or hp[key] < 1:
+      problems.append(f'abp.{key} is {hp[key]}: inference needs a whole number of steps >= 1 '
+                      '(e.g. 30)')
+  for key in ('step_size', 'test_step_size'):
+    if not hp[key] > 0:
+      problems.append(f'abp.{key} is {hp[key]}: the Langevin step δ must be > 0 (e.g. 0.1)')
+  if not sigma > 0:
+    problems.append(f'model.sigma is {sigma}: the observation noise std must be > 0 (e.g. 0.3)')
+  if problems:
+    raise EgmError('Bad abp settings: ' + '; '.join(problems) +
+                   '. Fix them with --config.abp.<key>=<value> (or --config.model.sigma).')
+
+
+@register('abp')
+class ABP(Method):
+  """Generator only; latents by Langevin inference, persistent per training example."""
+  capabilities = frozenset({'infer', 'generate', 'reconstruct', 'complete'})
+
+  @staticmethod
+  def config_section():
+    section = ml_collections.ConfigDict()
+    section.n_steps = 30  # K Langevin steps of inference per update
+    section.step_size = 0.1  # δ in z <- z - δ²/2·dU/dz + δ·eps
+    section.persistent = True  # warm-start each example's chain from its last latent
+    section.test_steps = 300  # steps of inference from the prior at test time
+    section.test_step_size = 0.1  # δ at test time
+    section.test_noise = True  # False: gradient descent on U at test time (the posterior mode)
+    return section
+
+  @staticmethod
+  def smoke(section):
+    section.n_steps = min(section.n_steps, 3)
+    section.test_steps = min(section.test_steps, 5)
+
+  def setup(self):
+    check_config(self.hp, self.model_config.sigma)
+    self.nets = make_networks(self.model_config, self.data.x_shape, 'generator')
+    self.sigma = self.model_config.sigma
+    self.opt = base.make_optimizers(self.optim_config, self.data.steps_per_epoch,
+                                    ('generator',))['generator']
+
+  def init(self, key, example_batch):
+    k_net, k_z = jax.random.split(key)
+    z = jnp.zeros((2,) + self.nets.z_shape, jnp.float32)
+    rows = self.data.per_example_rows
+    return {
+        'generator': base.init_network(self.nets.generator, self.opt, k_net, z),
+        PER_EXAMPLE: {'z': jax.random.normal(k_z, (rows,) + self.nets.z_shape, jnp.float32)},
+        'step': jnp.zeros((), jnp.int32),
+    }
+
+  def _generate(self, state, z, train):
+    """g(z); in training mode with the batch's own BatchNorm statistics (not stored)."""
+    out = base.apply_network(self.nets.generator, state['generator'], z, train=train)
+    return out[0] if train else out
+
+  def posterior_energy(self, state, x, mask=None, train=True):
+    """U(z) = ‖mask·(x − g(z))‖²/(2σ²) + ‖z‖²/2: (B, *z_shape) -> (B,)."""
+    return latent_posterior_energy(lambda z: self._generate(state, z, train), x, self.sigma,
+                                   mask)
+
+  def run_inference(self, state, x, z0, key, n_steps, step_size, noise=True, mask=None,
+                    train=True):
+    """n_steps of z ← z − δ²/2·∇U + δ·ε from z0 (noise=False: no ε); (z, LangevinInfo)."""
+    return langevin(self.posterior_energy(state, x, mask, train), z0, key, n_steps=n_steps,
+                    step_size=0.5 * step_size ** 2, noise_scale=step_size if noise else 0.0,
+                    stop_gradient=True)
+
+  def update(self, state, batch, key):
+    k_prior, k_chain = jax.random.split(key)
+    x, mask, rows = batch['x'], batch.get('mask'), batch['index']
+    if self.hp.persistent:
+      z0 = state[PER_EXAMPLE]['z'][rows]
+    else:
+      z0 = jax.random.normal(k_prior, (x.shape[0],) + self.nets.z_shape, jnp.float32)
+    z, info = self.run_inference(state, x, z0, k_chain, self.hp.n_steps, self.hp.step_size,
+                                 mask=mask)
+
+    def loss(params):
+      net = base.with_params(state['generator'], params)
+      x_gen, stats = base.apply_network(self.nets.generator, net, z, train=True)
+      rec = base.gaussian_reconstruction(x, x_gen, self.sigma, mask)
+      return jnp.mean(rec), (stats, x_gen)
+
+    (rec, (stats, x_gen)), grads = jax.value_and_grad(loss, has_aux=True)(
+        state['generator']['params'])
+    new_state = {
+        'generator': base.apply_gradients(state['generator'], grads, self.opt, stats),
+        PER_EXAMPLE: {'z': state[PER_EXAMPLE]['z'].at[rows].set(z)},
+        'step': state['step'] + 1,
+    }
+    metrics = {
+        'loss': rec,
+        'rec_mse': base.masked_mse(x, x_gen, mask),
+        'prior': jnp.mean(0.5 * jnp.sum(jnp.square(z.reshape(z.shape[0], -1)), -1)),
+        'posterior_energy_last': info.energy[-1],
+        'chain_grad_norm_first': info.grad_norm[0],
+        'chain_grad_norm_last': info.grad_norm[-1],
+    }
+    return new_state, metrics
+
+  def sample(self, state, key, n):
+    """g(z), z ~ N(0, I): (n, ...)."""
+    return self.generate(state, jax.random.normal(key, (n,) + self.nets.z_shape, jnp.float32))
+
+  def generate(self, state, z):
+    return self._generate(state, z, train=False)
+
+  def infer(self, state, x, key, mask=None):
+    """Latents of x (B, ...) by `abp.test_steps` steps from the prior: (B, *z_shape)."""
+    k_prior, k_chain = jax.random.split(key)
+    z0 = jax.random.normal(k_prior, (x.shape[0],) + self.nets.z_shape, jnp.float32)
+    z, _ = self.run_inference(state, x, z0, k_chain, self.hp.test_steps,
+                              self.hp.test_step_size, self.hp.test_noise, mask, train=False)
+    return z
+
+  def reconstruct(self, state, batch, key):
+    """g(infer(x)) for batch {'x', 'mask'?}, inferred on the observed pixels only."""
+    return self.generate(state, self.infer(state, batch['x'], key, batch.get('mask')))
+
+  def complete(self, state, x, mask, key):
+    """x with its mask-0 pixels replaced by g(z), z inferred from the mask-1 pixels."""
+    if mask.shape[0] != x.shape[0]:
+      raise EgmError(f'mask has {mask.shape[0]} rows for {x.shape[0]} images: give one per image.')
+    return mask * x + (1.0 - mask) * self.reconstruct(state, {'x': x, 'mask': mask}, key)
