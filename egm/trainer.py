@@ -34,9 +34,9 @@ class _StopFlag:
 def save_samples(path: str, samples: np.ndarray, extent: float) -> None:
   """A PNG of samples: an image grid, or a scatter plot for 2-D points."""
   if samples.ndim == 2:
-    images.save_points_png(path, samples, extent)
+    images.save_points_png(path, samples, extent, caption='model samples')
   else:
-    images.save_image_grid(path, samples)
+    images.save_image_grid(path, np.clip(samples, -1, 1), caption='model samples')
 
 
 def jit_update(update_fn, mesh, state_shardings):
@@ -190,8 +190,9 @@ def train(config, workdir: str):
       if sample is not None and step % config.train.sample_every == 0:
         samples = np.asarray(jax.device_get(sample(state, keys['sample'], config.eval.num_samples)))
         if is_main:
-          save_samples(os.path.join(workdir, 'samples', f'step_{step:08d}.png'), samples,
-                       config.eval.grid_extent)
+          with images.figure_label(f'{config.method} on {exp.dataset.name}, step {step}'):
+            save_samples(os.path.join(workdir, 'samples', f'step_{step:08d}.png'), samples,
+                         config.eval.grid_extent)
       if step % config.train.checkpoint_every == 0:
         checkpoints.save(step, state)
     if checkpoints.latest_step() != step:

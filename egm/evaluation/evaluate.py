@@ -11,6 +11,7 @@ import jax
 from egm import config_defaults
 from egm.checkpointing import Checkpointer
 from egm.errors import EgmError
+from egm.evaluation import images
 from egm.evaluation.context import EvalContext
 from egm.evaluation.registry import run_metrics
 
@@ -106,8 +107,9 @@ def evaluate(config, workdir: str) -> dict:
   state = checkpoints.restore(exp.init_state(), step)
   checkpoints.close()
   out_dir = os.path.join(workdir, 'eval')
-  results = {'step': int(step), 'dataset': exp.dataset.name, 'method': config.method,
-             **evaluate_state(exp, state, out_dir)}
+  with images.figure_label(f'{config.method} on {exp.dataset.name}, step {int(step)}'):
+    metrics = evaluate_state(exp, state, out_dir)
+  results = {'step': int(step), 'dataset': exp.dataset.name, 'method': config.method, **metrics}
   with open(os.path.join(out_dir, 'metrics.json'), 'w') as f:
     json.dump(results, f, indent=2)
   print(json.dumps(results, indent=2), flush=True)

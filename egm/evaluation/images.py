@@ -1,10 +1,19 @@
-"""PNG figures: grids of images in [-1, 1], 2-D point clouds over a density."""
+"""PNG figures: grids of images in [-1, 1], 2-D point clouds over a density.
 
+Every figure is labelled: a caption band on top says what it shows (`CAPTIONS`, by file
+name, or the caller's `caption`) and, inside `figure_label(...)`, which run it comes from
+(method, data, step). Small images are enlarged (nearest neighbour, whole factors) so that
+each tile is at least `MIN_TILE` pixels: a grid of 8x8 digits is readable.
+"""
+
+import contextlib
+import contextvars
 import math
 import pathlib
+import textwrap
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from egm.errors import EgmError
 
@@ -14,6 +23,63 @@ _LOW_COLOUR = np.array([255.0, 255.0, 255.0])  # Background where density is 0.
 _HIGH_COLOUR = np.array([8.0, 48.0, 107.0])  # Background at the peak density.
 _POINT_COLOUR = np.array([220, 30, 30], np.uint8)
 _DOT = 2  # Points are drawn as _DOT x _DOT pixel squares.
+MIN_TILE = 48  # images smaller than this (pixels per side) are enlarged in grids
+_CAPTION_HEIGHT = 14  # pixels per caption line
+
+CAPTIONS = {
+    'samples': 'model samples',
+    'reconstructions': 'test images (top) and their reconstructions (bottom)',
+    'interpolations': 'decoded linear paths between the latents of two test images',
+    'neighbours_pixel': 'each row: a sample, then its nearest training images (pixels)',
+    'trajectories': "each row: one of the method's sampling chains, start to end",
+    'short_vs_long_run': 'rows: short-run, long-run and MH long-run chains from noise',
+    'completion': 'rows: occluded test images, their completions, the originals',
+    'proposals': 'generator proposals (top) and their Langevin revisions (bottom)',
+    'texture': 'the exemplar, then syntheses',
+    'density': 'model density exp(-E)/Z with model samples',
+    'true_density': 'true density with true samples',
+    'short_run': 'short-run chain samples',
+    'long_run': 'long-run chain samples',
+    'long_run_mh': 'MH-adjusted long-run chain samples',
+}
+_RUN_LABEL = contextvars.ContextVar('run_label', default='')
+
+
+@contextlib.contextmanager
+def figure_label(label: str):
+  """Figures saved inside this context name `label` (e.g. 'triangle on digits, step 3000')."""
+  token = _RUN_LABEL.set(label)
+  try:
+    yield
+  finally:
+    _RUN_LABEL.reset(token)
+
+
+def caption_for(path, caption: str | None = None) -> str:
+  """The caption of the figure saved at `path`: what it shows, and the run's label."""
+  stem = pathlib.Path(path).stem
+  what = caption or CAPTIONS.get(stem) or CAPTIONS.get(stem.split('_step')[0]) or stem
+  label = _RUN_LABEL.get()
+  return f'{what} - {label}' if label else what
+
+
+def _with_caption(pixels: np.ndarray, text: str) -> np.ndarray:
+  """pixels (H, W[, 3]) uint8 with a white band of `text` (wrapped) above them."""
+  width = pixels.shape[1]
+  chars = max(8, width // 6)  # the default bitmap font is 6 px per character
+  lines = textwrap.wrap(text, chars) or ['']
+  band = Image.new('L' if pixels.ndim == 2 else 'RGB',
+                   (width, _CAPTION_HEIGHT * len(lines) + 2), 'white')
+  draw = ImageDraw.Draw(band)
+  font = ImageFont.load_default()
+  for i, line in enumerate(lines):
+    draw.text((2, 1 + i * _CAPTION_HEIGHT), line, fill='black', font=font)
+  return np.concatenate([np.asarray(band), pixels], axis=0)
+
+
+def enlargement(side: int) -> int:
+  """The whole factor that brings an image side up to at least MIN_TILE pixels."""
+  return max(1, math.ceil(MIN_TILE / max(side, 1)))
 
 
 def _to_uint8(images: np.ndarray) -> np.ndarray:
@@ -70,21 +136,27 @@ def image_grid(images: np.ndarray, ncols: int | None = None,
   return grid
 
 
-def _save_png(path, pixels: np.ndarray) -> None:
-  """Writes uint8 pixels (H, W) or (H, W, 3) as PNG, creating parent dirs."""
+def _save_png(path, pixels: np.ndarray, caption: str | None = None) -> None:
+  """Writes uint8 pixels (H, W) or (H, W, 3) as PNG under their caption (see caption_for),
+  creating parent dirs."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  Image.fromarray(pixels).save(path, format='PNG')
+  Image.fromarray(_with_caption(pixels, caption_for(path, caption))).save(path, format='PNG')
 
 
-def save_image_grid(path, images: np.ndarray,
-                    ncols: int | None = None) -> None:
-  """Saves image_grid(images (N, H, W, C), ncols) as PNG, grey if C=1 else RGB.
+def save_image_grid(path, images: np.ndarray, ncols: int | None = None,
+                    caption: str | None = None) -> None:
+  """Saves image_grid(images (N, H, W, C), ncols) as a captioned PNG, grey if C=1 else RGB;
+  images smaller than MIN_TILE pixels are enlarged by a whole factor first.
 
   Parent directories are created.
   """
+  images = np.asarray(images)
+  if images.ndim == 4:
+    factor = enlargement(min(images.shape[1:3]))
+    images = np.repeat(np.repeat(images, factor, axis=1), factor, axis=2)
   grid = image_grid(images, ncols)
-  _save_png(path, grid[..., 0] if grid.shape[-1] == 1 else grid)
+  _save_png(path, grid[..., 0] if grid.shape[-1] == 1 else grid, caption)
 
 
 def _heat_map(density: np.ndarray, size: int) -> np.ndarray:
@@ -104,7 +176,8 @@ def _heat_map(density: np.ndarray, size: int) -> np.ndarray:
 
 
 def save_points_png(path, points: np.ndarray, extent: float, size: int = 256,
-                    background_density: np.ndarray | None = None) -> None:
+                    background_density: np.ndarray | None = None,
+                    caption: str | None = None) -> None:
   """Saves a size x size RGB PNG of points (n, 2) in [-extent, extent]^2, y up.
 
   background_density (H, W), indexed [y, x] over the same square, is drawn as
@@ -133,4 +206,4 @@ def save_points_png(path, points: np.ndarray, extent: float, size: int = 256,
     for dc in range(_DOT):
       canvas[np.minimum(rows + dr, size - 1),
              np.minimum(cols + dc, size - 1)] = _POINT_COLOUR
-  _save_png(path, canvas)
+  _save_png(path, canvas, caption)
