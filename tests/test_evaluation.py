@@ -161,11 +161,12 @@ def test_save_image_grid_round_trip(tmp_path, channels, mode):
   images = np.random.default_rng(1).uniform(-1, 1, (6, 5, 7, channels))
   path = tmp_path / 'nested' / 'dir' / 'grid.png'
   evaluation.save_image_grid(path, images, ncols=3)
-  expected = evaluation.image_grid(images, ncols=3)
+  factor = evaluation.images.enlargement(5)  # 5x7 images are enlarged to >= 48 px tiles
+  expected = evaluation.image_grid(np.repeat(np.repeat(images, factor, 1), factor, 2), ncols=3)
   with Image.open(path) as image:
     assert image.format == 'PNG' and image.mode == mode
-    assert image.size == (expected.shape[1], expected.shape[0])
-    pixels = np.asarray(image)
+    assert image.size[0] == expected.shape[1] and image.size[1] > expected.shape[0]
+    pixels = np.asarray(image)[-expected.shape[0]:]  # under the caption band
   np.testing.assert_array_equal(pixels.reshape(expected.shape), expected)
 
 
@@ -184,8 +185,8 @@ def test_save_points_png_y_points_up(tmp_path):
   evaluation.save_points_png(path, np.array([[1.0, 1.0]]), extent=2.0,
                              size=64)
   with Image.open(path) as image:
-    assert image.mode == 'RGB' and image.size == (64, 64)
-    pixels = np.asarray(image)
+    assert image.mode == 'RGB' and image.size[0] == 64 and image.size[1] > 64
+    pixels = np.asarray(image)[-64:]  # under the caption band
   marked = np.argwhere(np.any(pixels != 255, axis=-1))
   assert len(marked) > 0
   assert np.all(marked[:, 0] < 32) and np.all(marked[:, 1] >= 32)
@@ -197,7 +198,7 @@ def test_save_points_png_background_y_up(tmp_path):
   path = tmp_path / 'heat.png'
   evaluation.save_points_png(path, np.zeros((0, 2)), 1.0, size=32,
                              background_density=density)
-  pixels = np.asarray(Image.open(path)).astype(int)
+  pixels = np.asarray(Image.open(path)).astype(int)[-32:]  # under the caption band
   assert pixels[-1, 0].sum() < pixels[0, 0].sum()
   assert pixels[0, -1].tolist() == [255, 255, 255]
   with pytest.raises(EgmError, match='finite 2-D array'):
