@@ -69,6 +69,11 @@ def with_params(net: dict, params) -> dict:
   return dict(net, params=params)
 
 
+def with_batch_stats(net: dict, batch_stats) -> dict:
+  """`net` with its running BatchNorm statistics replaced; `net` itself when None."""
+  return net if batch_stats is None else dict(net, batch_stats=batch_stats)
+
+
 def gaussian_reconstruction(x, x_rec, sigma: float, mask=None):
   """Per-example ‖mask·(x − x_rec)‖²/(2σ²): (B, ...) -> (B,)."""
   sq = jnp.square(x - x_rec)
@@ -97,6 +102,17 @@ def gaussian_neg_log_density(z, mu, logvar):
                        axis=-1)
 
 
+def observed_input(x, mask=None):
+  """The zero-filled image and its mask as one more channel: (B, H, W, C) -> (B, H, W, C+1).
+
+  mask: (B, H, W, 1), 1 = observed; None means every pixel is observed (a channel of ones),
+  so one network serves complete and incomplete images alike.
+  """
+  mask = jnp.ones(x.shape[:-1] + (1,), x.dtype) if mask is None else mask.astype(x.dtype)
+  mask = jnp.broadcast_to(mask, x.shape[:-1] + (1,))
+  return jnp.concatenate([x * mask, mask], axis=-1)
+
+
 def reparameterize(key, mu, logvar):
   """z = mu + exp(logvar/2)·ε, ε ~ N(0, I)."""
   return mu + jnp.exp(0.5 * logvar) * jax.random.normal(key, mu.shape, mu.dtype)
@@ -122,7 +138,10 @@ class JointLossMethod(Method):
 
 class LatentGenerator:
   """Sampling, inference and reconstruction for methods with `self.nets.generator` and
-  `self.nets.encoder` (amortized: `infer` is the encoder's mean, the key is unused)."""
+  `self.nets.encoder` (amortized: `infer` is the encoder's mean, the key is unused).
+
+  The encoder sees only observed pixels, in training and evaluation alike: for images its
+  input is `encoder_input(x, mask)`, C + 1 channels (see `observed_input`)."""
   capabilities = frozenset({'infer', 'generate', 'reconstruct'})
 
   def sample(self, state, key, n):
@@ -130,8 +149,9 @@ class LatentGenerator:
     return apply_network(self.nets.generator, state['generator'], z)
 
   def encoder_input(self, x, mask=None):
-    """What the encoder sees of x (B, H, W, C): see `observed_input`."""
-    return x
+    """What the encoder sees of x: images (B, H, W, C) -> [x·mask, mask] (B, H, W, C+1), see
+    `observed_input`; points (B, D), which have no masks, as they are."""
+    return observed_input(x, mask) if self.data.is_image else x
 
   def infer(self, state, x, key, mask=None):
     """The posterior mean of z: (B, ...) -> (B, z_dim); `mask` (1 = observed) for incomplete x."""

@@ -9,7 +9,9 @@ from egm.nets import make_networks
 
 @register('vae')
 class VAE(base.LatentGenerator, base.JointLossMethod):
-  """Loss per example: ‖mask·(x − G(z))‖²/(2σ²) + KL(q(z|x) ‖ N(0, I)), z ~ q(z|x)."""
+  """Loss per example: ‖mask·(x − G(z))‖²/(2σ²) + KL(q(z|x) ‖ N(0, I)), z ~ q(z|x), the
+  negative ELBO of x = G(z) + N(0, σ²) on the observed pixels (mask 1 = observed; the
+  encoder sees [x·mask, mask], see `LatentGenerator.encoder_input`)."""
 
   def setup(self):
     self.nets = make_networks(self.model_config, self.data.x_shape, 'generator', 'encoder')
@@ -24,7 +26,8 @@ class VAE(base.LatentGenerator, base.JointLossMethod):
     k_g, k_i = jax.random.split(key)
     return {
         'generator': base.init_network(self.nets.generator, self.opt['generator'], k_g, z),
-        'encoder': base.init_network(self.nets.encoder, self.opt['encoder'], k_i, x),
+        'encoder': base.init_network(self.nets.encoder, self.opt['encoder'], k_i,
+                                     self.encoder_input(x)),
         'step': jnp.zeros((), jnp.int32),
     }
 
@@ -32,7 +35,8 @@ class VAE(base.LatentGenerator, base.JointLossMethod):
     x, mask = batch['x'], batch.get('mask')
     generator = base.with_params(state['generator'], params['generator'])
     encoder = base.with_params(state['encoder'], params['encoder'])
-    (mu, logvar), i_stats = base.apply_network(self.nets.encoder, encoder, x, train=True)
+    (mu, logvar), i_stats = base.apply_network(
+        self.nets.encoder, encoder, self.encoder_input(x, mask), train=True)
     z = base.reparameterize(key, mu, logvar)
     x_rec, g_stats = base.apply_network(self.nets.generator, generator, z, train=True)
     rec = base.gaussian_reconstruction(x, x_rec, self.sigma, mask)

@@ -6,7 +6,11 @@ from egm.nets import layers
 
 
 class ConvEncoder(nn.Module):
-  """(B,S,S,C) -> (mu, logvar), each (B,z_dim): the energy trunk with BatchNorm, then Dense."""
+  """(B,S,S,C') -> (mu, logvar), each (B,z_dim): the energy trunk with BatchNorm, then Dense.
+
+  The latent methods give C' = C + 1 channels: the zero-filled image and its observation
+  mask (`egm.methods.base.observed_input`).
+  """
   z_dim: int
   width: int = 64
 
