@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from egm import experiment, trainer
+from egm import experiment, parallel, trainer
 from egm.methods import DataSpec, make_method
 
 
@@ -18,10 +18,12 @@ def example_shape(config) -> tuple:
 
 
 def synthetic_batch(shape, batch_size: int, seed: int = 0) -> dict:
-  """Uniform [-1, 1] examples with integer labels (for methods that read them)."""
+  """Uniform [-1, 1] examples with integer labels and example indices (for methods that
+  read them)."""
   rng = np.random.default_rng(seed)
   return {'x': rng.uniform(-1, 1, (batch_size, *shape)).astype(np.float32),
-          'label': rng.integers(0, 10, batch_size).astype(np.int32)}
+          'label': rng.integers(0, 10, batch_size).astype(np.int32),
+          'index': np.arange(batch_size, dtype=np.int32)}
 
 
 def load_config(path: str, arg: str):
@@ -36,14 +38,15 @@ def steps_per_second(config, mesh, max_seconds: float = 20.0, max_steps: int = 1
   Times at least one step after a warm-up step, and at most `max_steps` or `max_seconds`.
   """
   shape = example_shape(config)
-  method = make_method(config, DataSpec.of(shape, num_examples=1000 * config.train.batch_size,
-                                            global_batch=config.train.batch_size))
-  batch = synthetic_batch(shape, config.train.batch_size)
+  batch_size = config.train.batch_size
+  method = make_method(config, DataSpec.of(shape, 10 * batch_size, batch_size))
+  batch = synthetic_batch(shape, batch_size)
   keys = experiment.run_keys(config.seed)
-  init = jax.jit(method.init, out_shardings=trainer.parallel.replicated(mesh))  # as the trainer
-  state = init(keys['init'], {k: v[:2] for k, v in batch.items()})
-  update = trainer.jit_update(method, mesh)
-  batch = jax.device_put(batch, trainer.parallel.data_sharding(mesh))
+  example = {k: v[:2] for k, v in batch.items()}
+  shardings = parallel.state_shardings(jax.eval_shape(method.init, keys['init'], example), mesh)
+  state = jax.jit(method.init, out_shardings=shardings)(keys['init'], example)  # as the trainer
+  update = trainer.jit_update(method.update_fn(0), mesh, shardings)
+  batch = jax.device_put(batch, parallel.data_sharding(mesh))
   start = time.perf_counter()
   state, metrics = update(state, batch, keys['train'])
   jax.block_until_ready(metrics)

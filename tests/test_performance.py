@@ -1,33 +1,35 @@
 """The training loop's jitted update: traced once, and no implicit host transfers per step."""
-import types
-
 import chex
 import jax
 import numpy as np
 import pytest
 
-from configs import ebm_toy2d, triangle_digits
+from configs import abp_fashion, ebm_toy2d, triangle_digits
 from egm import experiment, parallel, trainer
 from egm.methods import DataSpec, make_method
 
 
 def _batches(shape, batch_size, n):
   rng = np.random.default_rng(0)
-  return [{'x': rng.uniform(-1, 1, (batch_size, *shape)).astype(np.float32)} for _ in range(n)]
+  return [{'x': rng.uniform(-1, 1, (batch_size, *shape)).astype(np.float32),
+           'index': rng.permutation(4 * batch_size)[:batch_size].astype(np.int32)}
+          for _ in range(n)]
 
 
-@pytest.mark.parametrize('config_module,shape', [(ebm_toy2d, (2,)), (triangle_digits, (8, 8, 1))])
+@pytest.mark.parametrize('config_module,shape', [(ebm_toy2d, (2,)), (triangle_digits, (8, 8, 1)),
+                                                 (abp_fashion, (28, 28, 1))])
 def test_update_traces_once_and_makes_no_implicit_transfers(config_module, shape):
   config = config_module.get_config('smoke')
-  method = make_method(config, DataSpec.of(shape, global_batch=config.train.batch_size))
+  batch_size = config.train.batch_size
+  method = make_method(config, DataSpec.of(shape, 4 * batch_size, batch_size))
   mesh = parallel.make_mesh()
   keys = experiment.run_keys(config.seed)
   train_key = parallel.replicate(keys['train'], mesh)  # as the trainer does
-  batches = _batches(shape, config.train.batch_size, 4)
-  init = jax.jit(method.init, out_shardings=parallel.replicated(mesh))
-  state = init(keys['init'], batches[0])
-  counted = types.SimpleNamespace(update=chex.assert_max_traces(method.update, n=1))
-  update = trainer.jit_update(counted, mesh)
+  batches = _batches(shape, batch_size, 4)
+  shardings = parallel.state_shardings(jax.eval_shape(method.init, keys['init'], batches[0]),
+                                       mesh)
+  state = jax.jit(method.init, out_shardings=shardings)(keys['init'], batches[0])
+  update = trainer.jit_update(chex.assert_max_traces(method.update, n=1), mesh, shardings)
   state, _ = update(state, parallel.global_batch(batches[0], mesh), train_key)
   with jax.transfer_guard('disallow'):
     for batch in batches[1:]:
