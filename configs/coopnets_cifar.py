@@ -9,7 +9,9 @@ pixel units a reference of σ = 0.016 gives data images energies of ~1e6 that th
 descriptor must first learn to cancel (measured on Fashion-MNIST: after 50 updates
 E(data) 9.8e5 against E(revised) 6.3e3, revisions moving pixels by 0.012 rms), so
 σ = 1 (the reference only keeps exp(−E) normalisable) and δ = 0.02 (revisions large
-enough to teach the generator). Offline, train on the JPEG archive:
+enough to teach the generator). As in the reference, revisions are not clamped to [-1, 1]
+(`coopnets.clamp`; the Fashion-MNIST and texture configs were tuned with the clamp and keep it).
+Offline, train on the JPEG archive:
 --config.data.source=folder:../shared/data/cifar10_jpeg.tar.gz
 """
 from configs import default
@@ -27,6 +29,7 @@ def get_config(arg=None):
   config.optim.b1 = 0.5
   config.coopnets.n_steps = 15
   config.coopnets.step_size = 0.02
+  config.coopnets.clamp = False
   config.train.batch_size = 100
   config.train.num_steps = 50_000
   config.eval.long_run_factor = 0

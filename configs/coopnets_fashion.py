@@ -13,6 +13,7 @@ def get_config(arg=None):
   config.data.channels = 1
   config.model.z_dim = 64
   config.model.width = 32
+  config.coopnets.clamp = True  # tuned with revisions clamped to [-1, 1]
   config.train.num_steps = 30_000
   config.train.checkpoint_every = 1_000
   config.train.sample_every = 500

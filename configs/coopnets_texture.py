@@ -34,6 +34,7 @@ def get_config(arg=None):
   config.coopnets.n_steps = 30
   config.coopnets.step_size = 0.04
   config.coopnets.energy_l2 = 1e-3
+  config.coopnets.clamp = True  # the measurements above clamp revisions to [-1, 1]
   config.train.batch_size = 32
   config.train.num_steps = 400
   config.train.log_every = 50

@@ -16,5 +16,6 @@ def get_config(arg=None):
   config.ebm.step_size = 0.005
   config.ebm.noise_scale = 0.1  # temperature noise²/(2·step) = 1
   config.ebm.energy_l2 = 1e-3
+  config.ebm.clamp = True  # written for chains clamped to [-1, 1]
   config.eval.long_run_factor = 20
   return default.finish(config, arg)

@@ -6,11 +6,11 @@ def get_config(arg=None):
   config = default.toy2d(default.get_config())
   config.method = 'ebm'
   config.optim.lr_energy = 1e-3
-  # Temperature noise²/(2·step) = 1: exp(−E) itself is the density the chains sample.
+  # Temperature noise²/(2·step) = 1: exp(−E) itself is the density the chains sample (the MH
+  # long run's proposal is this training step).
   config.ebm.n_steps = 60
   config.ebm.step_size = 0.02
   config.ebm.noise_scale = 0.2
-  config.ebm.mh_step_size = 0.005
   config.ebm.init_low = -4.5
   config.ebm.init_high = 4.5
   config.ebm.data_noise = 0.0

@@ -1,17 +1,25 @@
-"""CoopNets: the revision's stationary law, masked revision and completion, texture data and nets."""
+"""CoopNets: the revision's stationary law, the objectives, trajectories, clamping, masked revision
+and completion, texture data and nets."""
+import types
+
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import PIL.Image
 import pytest
 
-from configs import coopnets_texture, coopnets_toy2d
+from configs import (coopnets_cifar, coopnets_fashion, coopnets_texture, coopnets_toy2d,
+                     triangle_digits)
 from egm import data, experiment
 from egm.data.dataset import LoadOptions
 from egm.errors import EgmError
 from egm.evaluation import texture_stats
-from egm.evaluation.metrics import completion
-from egm.methods import DataSpec, make_method
+from egm.evaluation.metrics import completion, figures
+from egm.evaluation.registry import METRICS
+from egm.methods import DataSpec, base, make_method
+from egm.methods.contract import has_capability
+from egm.sampling import langevin, latent_posterior_energy
 
 
 def _method(config):
@@ -187,3 +195,107 @@ def test_hidden_mse_counts_only_the_hidden_pixels():
   mask[0, :2, :2] = 0  # 4 hidden pixels, each off by 1
   filled[1] = 5.0  # observed everywhere: no error counted
   assert completion.hidden_mse(x, filled, mask) == (4.0, 4.0)
+
+
+def test_update_gradients_are_the_two_objectives_with_constant_revisions(monkeypatch):
+  """The descriptor's applied gradient is mean ∇E(data) − mean ∇E(x̃) + the energy_l2 term,
+  the generator's that of mean ‖x̃ − G(z')‖²/(2σ_g²) with x̃ (and z') held fixed; x̃ and z'
+  reproduced here from the same keys. A flipped sign, or gradients through the revision or
+  the inference (measurably different here), would fail it."""
+  config = coopnets_toy2d.get_config('smoke')
+  config.coopnets.update(n_steps=4, step_size=0.3, infer_steps=2, infer_step_size=0.3,
+                         energy_l2=0.1)
+  hp, sigma = config.coopnets, config.model.sigma
+  method = make_method(config, DataSpec.of((2,), global_batch=16))
+  batch = {'x': jax.random.normal(jax.random.key(0), (16, 2))}
+  state = jax.jit(method.init)(jax.random.key(1), batch)
+  monkeypatch.setattr(base, 'apply_gradients', lambda net, grads, *_: dict(net, grads=grads))
+  key = jax.random.key(2)
+  new_state = jax.jit(method.update)(state, batch, key)[0]
+
+  k_z, k_revise, k_infer = jax.random.split(key, 3)
+  z0 = jax.random.normal(k_z, (16,) + method.nets.z_shape)
+  energy = lambda p, x: base.apply_network(method.nets.energy, {'params': p}, x)
+  generate = lambda p, z: base.apply_network(method.nets.generator, {'params': p}, z,
+                                             train=True)[0]
+
+  def chains(e, g):
+    x = langevin(lambda y: energy(e, y), generate(g, z0), k_revise, n_steps=hp.n_steps,
+                 step_size=hp.step_size ** 2 / 2, noise_scale=hp.step_size)[0]
+    posterior = latent_posterior_energy(lambda z: generate(g, z), x, sigma)
+    z = langevin(posterior, z0, k_infer, n_steps=hp.infer_steps,
+                 step_size=hp.infer_step_size ** 2 / 2, noise_scale=hp.infer_step_size)[0]
+    return x, z
+
+  def descriptor(p, x):
+    e = energy(p, jnp.concatenate([batch['x'], x]))
+    return jnp.mean(e[:16]) - jnp.mean(e[16:]) + hp.energy_l2 * jnp.mean(jnp.square(e))
+
+  def generator(p, x, z):
+    return jnp.mean(jnp.sum(jnp.square(x - generate(p, z)), -1) / (2 * sigma ** 2))
+
+  @jax.jit
+  def gradients(e, g):
+    x, z = chains(e, g)
+    fixed = jax.grad(descriptor)(e, x), jax.grad(generator)(g, x, z)
+    through = (jax.grad(lambda p: descriptor(p, chains(p, g)[0]))(e),
+               jax.grad(lambda p: generator(p, *chains(e, p)))(g))
+    return fixed, through
+
+  params = state['energy']['params'], state['generator']['params']
+  expected, through = gradients(*params)
+  applied = new_state['energy']['grads'], new_state['generator']['grads']
+  for name, got, want, other in zip(('descriptor', 'generator'), applied, expected, through):
+    chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-6, custom_message=name)
+    difference = jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)), want, other)
+    assert max(jax.tree.leaves(difference)) > 1e-3, name
+
+
+def test_trajectory_is_the_proposal_then_the_revision():
+  """Frame 0 is G(z), the last frame is `sample` with the same key."""
+  config = coopnets_toy2d.get_config('smoke')
+  config.coopnets.n_steps = 4
+  method = _method(config)
+  state = method.init(jax.random.key(0), {'x': jnp.zeros((2, 2))})
+  key = jax.random.key(1)
+  frames = jax.jit(method.trajectory, static_argnums=(2, 3))(state, key, 3, 2)
+  assert frames.shape == (3, 3, 2)
+  proposals = jax.jit(method.generator_sample, static_argnums=2)(state, jax.random.split(key)[0], 3)
+  np.testing.assert_allclose(frames[0], proposals, rtol=1e-5, atol=1e-6)
+  samples = jax.jit(method.sample, static_argnums=2)(state, key, 3)
+  np.testing.assert_allclose(frames[-1], samples, rtol=1e-5, atol=1e-6)
+  assert float(jnp.max(jnp.abs(frames[1] - frames[0]))) > 0
+
+
+def test_trajectories_figure_shows_the_method_chain_and_needs_one():
+  """The figure's frames are the method's own `trajectory`; the triangle (an energy but no
+  chain) gets no figure."""
+  config = coopnets_toy2d.get_config('smoke')
+  method = _method(config)
+  state = method.init(jax.random.key(0), {'x': jnp.zeros((2, 2))})
+  image_data = types.SimpleNamespace(kind='image', test=None)
+  ctx = types.SimpleNamespace(method=method, state=state, config=config, dataset=image_data)
+  key = jax.random.key(1)
+  np.testing.assert_allclose(figures._chain_frames(ctx, key, 3, 2),
+                             jax.jit(method.trajectory, static_argnums=(2, 3))(state, key, 3, 2))
+  needs = METRICS['trajectories'].needs
+  assert needs.unmet(ctx) is None
+  triangle = triangle_digits.get_config('smoke')
+  ctx.method, ctx.config = make_method(triangle, DataSpec.of((8, 8, 1))), triangle
+  assert has_capability(ctx.method, 'energy')
+  assert needs.unmet(ctx) == "method 'triangle' has no trajectory"
+
+
+def test_clamp_is_a_switch_for_image_revisions():
+  """E = −3·Σx pulls every pixel beyond 1: revisions stay in [-1, 1] only when clamped;
+  the CIFAR reference config does not clamp, the configs tuned with the clamp keep it."""
+  for clamp in (False, True):
+    config = coopnets_fashion.get_config('smoke')
+    config.coopnets.update(clamp=clamp, step_size=1.0)  # steps of +1.5 per pixel
+    method = make_method(config, DataSpec.of((28, 28, 1)))
+    method.energy = lambda state, x: -3.0 * jnp.sum(x.reshape(len(x), -1), -1)
+    revised, _ = method.revise({}, jnp.zeros((2, 28, 28, 1)), jax.random.key(0))
+    assert (float(jnp.max(jnp.abs(revised))) <= 1.0) == clamp
+  assert not coopnets_cifar.get_config().coopnets.clamp
+  assert coopnets_fashion.get_config().coopnets.clamp
+  assert coopnets_texture.get_config().coopnets.clamp

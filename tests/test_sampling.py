@@ -11,6 +11,8 @@ import scipy.linalg
 
 from egm import sampling
 from egm.errors import EgmError
+from egm.sampling.langevin import langevin_trajectory
+from egm.sampling.mala import adapt_step_size
 from egm.sampling import schedules
 
 MU = np.array([1.0, -0.5])
@@ -100,6 +102,60 @@ def test_mala_acceptance_rises_to_one_as_step_shrinks():
   print('MALA acceptance for delta 1, 0.5, 0.25, 0.05:', np.round(rates, 4))
   assert np.all(np.diff(rates) > 0)
   assert rates[-1] > 0.99
+
+
+@pytest.mark.parametrize('noise_scale', [None, 0.2])
+def test_mala_samples_exp_minus_energy_over_temperature(noise_scale):
+  """exp(-E/T) of the Gaussian energy is N(mu, T Sigma), with the default noise
+  sqrt(2 T step) (MALA on E/T) and with any other noise."""
+  temperature = 0.3
+  x, info = run_jitted(sampling.mala, gaussian_energy,
+                       jnp.zeros((N_CHAINS, 2)), jax.random.key(8),
+                       n_steps=300, step_size=0.1, noise_scale=noise_scale,
+                       temperature=temperature)
+  mean_z, cov_z = moment_errors(x, MU, temperature * SIGMA)
+  print(f'MALA at T={temperature}, noise {noise_scale}: mean err '
+        f'{mean_z:.2f} se, cov err {cov_z:.2f} se, acceptance '
+        f'{float(info.acceptance_rate[-50:].mean()):.3f}')
+  assert mean_z < Z_SCORE and cov_z < Z_SCORE
+
+
+@pytest.mark.parametrize('start', [20.0, 1e-5])
+def test_adapted_step_size_reaches_the_target_acceptance(start):
+  """From a step that is never (20) or always (1e-5) accepted, the pilot
+  finds one whose MALA acceptance on exp(-E/T) is near the target."""
+  temperature, target = 0.3, 0.57
+  chol = np.linalg.cholesky(temperature * SIGMA)
+  x0 = MU + jax.random.normal(jax.random.key(9), (10_000, 2)) @ chol.T
+  step = jax.jit(functools.partial(
+      adapt_step_size, gaussian_energy, n_steps=200,
+      step_size=start, target_acceptance=target,
+      temperature=temperature))(x0, jax.random.key(10))
+  _, info = run_jitted(sampling.mala, gaussian_energy, x0, jax.random.key(11),
+                       n_steps=50, step_size=step, temperature=temperature)
+  acceptance = float(info.acceptance_rate.mean())
+  print(f'adapted from {start}: step {float(step):.4f}, acceptance '
+        f'{acceptance:.3f}')
+  assert step.shape == () and abs(acceptance - target) < 0.05
+
+
+def test_trajectory_records_the_langevin_chain_at_evenly_spaced_steps():
+  """Without noise on |x|^2/2 with step 0.5, x_t = x0 / 2^t: frames at steps
+  0, 2, 3, 4, 6 of 6 (rounded); with noise the last frame is `langevin`'s
+  result for the same key."""
+  energy = lambda x: 0.5 * jnp.sum(x**2, -1)
+  x0 = jnp.array([[2.0, -1.0]])
+  frames = run_jitted(langevin_trajectory, energy, x0, jax.random.key(0),
+                      n_steps=6, frames=4, step_size=0.5, noise_scale=0.0)
+  steps = np.array([0, 2, 3, 4, 6])
+  np.testing.assert_allclose(frames, x0[None] * 0.5**steps[:, None, None])
+  kwargs = dict(n_steps=7, step_size=0.1, noise_scale=0.3)
+  frames = run_jitted(langevin_trajectory, energy, jnp.ones((5, 2)),
+                      jax.random.key(1), frames=3, **kwargs)
+  x, _ = run_jitted(sampling.langevin, energy, jnp.ones((5, 2)),
+                    jax.random.key(1), **kwargs)
+  assert frames.shape == (4, 5, 2)
+  np.testing.assert_allclose(frames[-1], x, rtol=1e-6)
 
 
 def test_schedules_are_applied_per_step_and_clip_bounds():
@@ -353,6 +409,17 @@ def test_bad_inputs_raise_elsewhere():
   with pytest.raises(EgmError, match='step_size must be positive'):
     sampling.mala(gaussian_energy, jnp.zeros((4, 2)), jax.random.key(0),
                   n_steps=3, step_size=0.0)
+  with pytest.raises(EgmError, match='temperature must be positive'):
+    sampling.mala(gaussian_energy, jnp.zeros((4, 2)), jax.random.key(0),
+                  n_steps=3, step_size=0.1, temperature=0.0)
+  with pytest.raises(EgmError, match='target_acceptance is 1.2'):
+    adapt_step_size(gaussian_energy, jnp.zeros((4, 2)),
+                                jax.random.key(0), n_steps=3, step_size=0.1,
+                                target_acceptance=1.2)
+  with pytest.raises(EgmError, match='frames must be a positive Python int'):
+    langevin_trajectory(
+        gaussian_energy, jnp.zeros((4, 2)), jax.random.key(0), n_steps=3,
+        frames=0, step_size=0.1, noise_scale=0.1)
   with pytest.raises(EgmError, match='floating-point array with a leading'):
     sampling.init_state(gaussian_energy, jnp.zeros((4, 2), jnp.int32))
   with pytest.raises(EgmError, match='geometric schedule end must be '

@@ -2,8 +2,12 @@
 
 A short-run EBM's K-step samples can look like data while its long-run
 chains (here `eval.long_run_factor`·K steps, unadjusted and MH-adjusted) drift
-away; a convergent model's long-run samples stay close. Reported for 2-D data
-as the TV of sample histograms at K steps and at the long run (`short_run_tv`,
+away; a convergent model's long-run samples stay close. Both long runs start
+from noise and sample exp(−E/T) at the training temperature T = σ²/(2s) (the
+unadjusted one up to its discretisation bias and clamp; the MH one exactly,
+proposing the training step or a step adapted on a pilot run, see
+egm/methods/ebm.py), so they differ by the MH correction only. Reported for 2-D
+data as the TV of sample histograms at K steps and at the long run (`short_run_tv`,
 `long_run_tv`, `long_run_mh_tv`, with PNGs of each), for images as mean final
 energies with `short_vs_long_run.png` (rows: short-run, long-run, MH long-run);
 the MH acceptance rate is reported for both.

@@ -10,9 +10,12 @@ One update:
      from z (posterior of x̃ = G(z) + N(0, σ_g²), σ_g = `model.sigma`), else z' = z;
   5. the generator descends ‖x̃ − G(z')‖²/(2σ_g²): it learns where the
      descriptor's Langevin dynamics took its own proposals.
-The chains are constants to both losses. Pattern completion (`complete`) infers
-z on the observed pixels, fills the missing ones with G(z), then runs descriptor
-Langevin on the missing pixels only; the fill is the mean of
+The chains are constants to both losses (`loss`). With `coopnets.clamp`, image
+revisions are clamped to [-1, 1] after every step (the reference does not clamp).
+`trajectory` shows the chain of `sample`: the proposal, then the revision.
+Pattern completion (`complete`) infers z on the observed pixels, fills the
+missing ones with G(z), then runs descriptor Langevin on the missing pixels
+only; the fill is the mean of
 `coopnets.completion_samples` such posterior samples (their average estimates the
 posterior mean, the fill of least expected squared error; one sample errs twice the
 posterior variance).
@@ -26,6 +29,7 @@ from egm.methods import base
 from egm.methods.contract import Method, register
 from egm.nets import make_networks, texture_latent_shape
 from egm.sampling import langevin, latent_posterior_energy
+from egm.sampling.langevin import langevin_trajectory
 
 
 def check_config(hp) -> None:
@@ -53,13 +57,15 @@ def check_config(hp) -> None:
 @register('coopnets')
 class CoopNets(Method):
   """Descriptor E and generator G; samples are G's proposals revised by Langevin on E."""
-  capabilities = frozenset({'energy', 'proposals', 'synthesize', 'complete'})
+  capabilities = frozenset({'energy', 'proposals', 'synthesize', 'complete', 'trajectory'})
 
   @staticmethod
   def config_section():
     section = ml_collections.ConfigDict()
     section.n_steps = 15  # K descriptor Langevin steps revising each proposal
     section.step_size = 0.002  # δ in y <- y - δ²/2 dE/dy + δ·eps (unit temperature)
+    # Clamp image revisions to [-1, 1] after every step (Xie et al. do not); points: never.
+    section.clamp = True
     section.infer_steps = 0  # z-space Langevin steps inferring z for the revised x (0: off)
     section.infer_step_size = 0.1  # δ_z of the z-space Langevin
     section.completion_infer_steps = 100  # z-space steps on observed pixels in completion
@@ -82,7 +88,9 @@ class CoopNets(Method):
     self.x_shape = self.data.x_shape
     self.opt = base.make_optimizers(self.optim_config, self.data.steps_per_epoch,
                                     ('energy', 'generator'))
-    self.clip = (-1.0, 1.0) if self.data.is_image else None
+    delta = self.hp.step_size
+    self.chain = {'step_size': 0.5 * delta ** 2, 'noise_scale': delta,
+                  'clip': (-1.0, 1.0) if self.data.is_image and self.hp.clamp else None}
 
   def init(self, key, example_batch):
     x = example_batch['x'][:2]
@@ -110,10 +118,8 @@ class CoopNets(Method):
     energy_fn = lambda y: self.energy(state, y)
     if mask is not None:
       energy_fn = lambda y: self.energy(state, mask * x + (1.0 - mask) * y)
-    delta = self.hp.step_size
     y, info = langevin(energy_fn, x, key, n_steps=n_steps or self.hp.n_steps,
-                       step_size=0.5 * delta ** 2, noise_scale=delta, stop_gradient=True,
-                       clip=self.clip)
+                       stop_gradient=True, **self.chain)
     return (y if mask is None else mask * x + (1.0 - mask) * y), info
 
   def infer(self, state, x, z0, key, n_steps, mask=None, train=True):
@@ -125,38 +131,28 @@ class CoopNets(Method):
                     noise_scale=delta, stop_gradient=True)
     return z
 
-  def update(self, state, batch, key):
+  def loss(self, params, state, batch, key):
+    """Both objectives at `params` {'energy', 'generator'}: (sum, (metrics, G's batch stats)).
+
+    descriptor: mean E(x_data) − mean E(x̃) (+ energy_l2·mean E² over both); generator:
+    mean ‖x̃ − G(z')‖²/(2σ_g²). x̃ (the revised proposals) and z' are computed at `params`
+    and are constants to both, so each network (they share no parameters) gets exactly
+    the gradient of its own objective.
+    """
     k_z, k_revise, k_infer = jax.random.split(key, 3)
+    nets = {name: base.with_params(state[name], params[name]) for name in params}
+    current = dict(state, **nets)
     x_data = batch['x']
-    b = x_data.shape[0]
-    z = jax.random.normal(k_z, (b,) + self.nets.z_shape, jnp.float32)
-    x_proposed = self._generate(state, z, train=True)
-    x_revised, info = self.revise(state, x_proposed, k_revise)
+    z = jax.random.normal(k_z, (x_data.shape[0],) + self.nets.z_shape, jnp.float32)
+    x_proposed = self._generate(current, z, train=True)
+    x_revised, info = self.revise(current, x_proposed, k_revise)
     if self.hp.infer_steps:
-      z = self.infer(state, x_revised, z, k_infer, self.hp.infer_steps)
-
-    def descriptor_loss(params):
-      net = base.with_params(state['energy'], params)
-      e = base.apply_network(self.nets.energy, net, jnp.concatenate([x_data, x_revised]))
-      e_data, e_revised = jnp.split(e, 2)
-      diff = jnp.mean(e_data) - jnp.mean(e_revised)
-      return diff + self.hp.energy_l2 * jnp.mean(jnp.square(e)), (e_data, e_revised, diff)
-
-    def generator_loss(params):
-      net = base.with_params(state['generator'], params)
-      x_gen, stats = base.apply_network(self.nets.generator, net, z, train=True)
-      return jnp.mean(base.gaussian_reconstruction(x_revised, x_gen, self.sigma)), stats
-
-    e_grads, (e_data, e_revised, diff) = jax.grad(descriptor_loss, has_aux=True)(
-        state['energy']['params'])
-    (g_loss, g_stats), g_grads = jax.value_and_grad(generator_loss, has_aux=True)(
-        state['generator']['params'])
-    new_state = {
-        'energy': base.apply_gradients(state['energy'], e_grads, self.opt['energy']),
-        'generator': base.apply_gradients(state['generator'], g_grads, self.opt['generator'],
-                                          g_stats),
-        'step': state['step'] + 1,
-    }
+      z = self.infer(current, x_revised, z, k_infer, self.hp.infer_steps)
+    e = base.apply_network(self.nets.energy, nets['energy'], jnp.concatenate([x_data, x_revised]))
+    e_data, e_revised = jnp.split(e, 2)
+    diff = jnp.mean(e_data) - jnp.mean(e_revised)
+    x_gen, g_stats = base.apply_network(self.nets.generator, nets['generator'], z, train=True)
+    g_loss = jnp.mean(base.gaussian_reconstruction(x_revised, x_gen, self.sigma))
     metrics = {
         'loss': diff,
         'energy_data': jnp.mean(e_data),
@@ -166,6 +162,17 @@ class CoopNets(Method):
         'revision_mse': base.masked_mse(x_revised, x_proposed),
         'chain_grad_norm_first': info.grad_norm[0],
         'chain_grad_norm_last': info.grad_norm[-1],
+    }
+    return diff + self.hp.energy_l2 * jnp.mean(jnp.square(e)) + g_loss, (metrics, g_stats)
+
+  def update(self, state, batch, key):
+    params = {name: state[name]['params'] for name in ('energy', 'generator')}
+    grads, (metrics, g_stats) = jax.grad(self.loss, has_aux=True)(params, state, batch, key)
+    new_state = {
+        'energy': base.apply_gradients(state['energy'], grads['energy'], self.opt['energy']),
+        'generator': base.apply_gradients(state['generator'], grads['generator'],
+                                          self.opt['generator'], g_stats),
+        'step': state['step'] + 1,
     }
     return new_state, metrics
 
@@ -184,6 +191,14 @@ class CoopNets(Method):
     """The model's samples: proposals revised by K descriptor Langevin steps."""
     k_gen, k_revise = jax.random.split(key)
     return self.revise(state, self.generator_sample(state, k_gen, n, side), k_revise)[0]
+
+  def trajectory(self, state, key, n, frames):
+    """The chains of `sample` (same key): the proposals G(z), then the revision at `frames`
+    evenly spaced steps of K; (frames + 1, n, ...)."""
+    k_gen, k_revise = jax.random.split(key)
+    return langevin_trajectory(lambda y: self.energy(state, y),
+                               self.generator_sample(state, k_gen, n), k_revise,
+                               n_steps=self.hp.n_steps, frames=frames, **self.chain)
 
   def synthesize(self, state, key, n, side):
     """n textures of side x side pixels (texture nets; any side divisible by 4): revised samples."""

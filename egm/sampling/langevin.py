@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from egm.errors import EgmError
@@ -128,3 +129,35 @@ def langevin(energy_fn, x0, key, *, n_steps, step_size, noise_scale,
 
   return run_chain(energy_fn, step, x0, key, (step_size, noise_scale), n_steps,
                    stop_gradient=stop_gradient, remat=remat)
+
+
+def langevin_trajectory(energy_fn, x0, key, *, n_steps, frames, step_size,
+                        noise_scale, clip=None):
+  """The chain of `langevin` at frames + 1 evenly spaced steps of n_steps.
+
+  The same chain as `langevin` with the same key (its last frame is
+  langevin's position), recorded at steps round(i * n_steps / frames), i = 0
+  ... frames (step 0 is x0): returns (frames + 1, B, ...), no gradients.
+  Every step is kept until the end: memory n_steps * B * prod(x.shape[1:]).
+  """
+  n_steps = schedules.check_n_steps(n_steps)
+  if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+    raise EgmError(f'frames must be a positive Python int, got {frames!r}: '
+                   'the number of chain states recorded after step 0.')
+  dtype = jnp.result_type(x0)
+  step_size = schedules.as_schedule('step_size', step_size, n_steps, dtype)
+  noise_scale = schedules.as_schedule('noise_scale', noise_scale, n_steps,
+                                      dtype)
+  x0 = lax.stop_gradient(x0)
+
+  def body(state, xs):
+    key, step_size, noise_scale = xs
+    state = langevin_kernel(energy_fn, step_size, noise_scale, clip)(state, key)
+    return state, state.position
+
+  keys = jax.random.split(key, n_steps)
+  _, positions = lax.scan(body, init_state(energy_fn, x0),
+                          (keys, step_size, noise_scale))
+  steps = np.round(np.linspace(0, n_steps, frames + 1)).astype(int)
+  chain = jnp.concatenate([x0[None], positions])
+  return lax.stop_gradient(chain[steps])

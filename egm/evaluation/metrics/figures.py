@@ -6,20 +6,19 @@
 - `neighbours`: `neighbours_pixel.png` (and `neighbours_<net>.png` with a feature network):
   each row a sample, then its nearest training images (L2 in pixel / feature space) among a
   seeded uniform sample of `eval.max_neighbour_examples`;
-- `trajectories` (methods with `energy`): `trajectories.png`, rows of Langevin chains from
-  noise, columns the chain state at `eval.trajectory_frames` evenly spaced steps;
+- `trajectories` (methods with a `trajectory`: a sampling chain of their own): `trajectories.png`,
+  rows of the method's chains from their start (noise, buffer chains, generator proposals),
+  columns the chain state at `eval.trajectory_frames` + 1 evenly spaced steps;
 - `loss_curves`: `loss_curves.png`, every scalar of `metrics.jsonl` over steps.
 """
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from egm.data.dataset import sample_indices
 from egm.evaluation import images, plots
 from egm.evaluation.registry import register_metric
-from egm.sampling import langevin
 
 _ROWS = 8  # examples shown per figure
 _INTERPOLATION_STEPS = 8
@@ -72,26 +71,12 @@ def neighbours(ctx) -> dict:
 
 
 def _chain_frames(ctx, key, n: int, frames: int) -> np.ndarray:
-  """Chain states (frames + 1, n, ...) from noise: the method's chains, else plain Langevin."""
-  hp = ctx.config.ebm
-  chunk = max(1, hp.n_steps // frames)
-  if hasattr(ctx.method, 'run_chains') and hasattr(ctx.method, 'noise'):
-    x0 = ctx.method.noise(key, n)
-    run = lambda x, k: ctx.method.run_chains(ctx.state, x, k, n_steps=chunk)[0]
-  else:
-    x0 = jax.random.uniform(key, (n, *ctx.image_shape), jnp.float32, -1.0, 1.0)
-    energy = lambda x: ctx.method.energy(ctx.state, x)
-    run = lambda x, k: langevin(energy, x, k, n_steps=chunk, step_size=hp.step_size,
-                                noise_scale=hp.noise_scale, stop_gradient=True,
-                                clip=(-1.0, 1.0))[0]
-  run = jax.jit(run)
-  states = [np.asarray(x0)]
-  for i in range(frames):
-    states.append(np.asarray(run(states[-1], jax.random.fold_in(key, i))))
-  return np.stack(states)
+  """States (frames + 1, n, ...) of the method's own sampling chain (its `trajectory`)."""
+  trajectory = jax.jit(ctx.method.trajectory, static_argnums=(2, 3))
+  return np.asarray(trajectory(ctx.state, key, n, frames))
 
 
-@register_metric('trajectories', methods=('energy',), kind='image')
+@register_metric('trajectories', methods=('trajectory',), kind='image')
 def trajectories(ctx) -> dict:
   frames = ctx.config.eval.trajectory_frames
   states = _chain_frames(ctx, jax.random.fold_in(ctx.key, 6), _ROWS, frames)
