@@ -92,6 +92,7 @@ def test_figures_and_completion_use_uniform_samples(tmp_path, monkeypatch):
   monkeypatch.setattr(images, 'save_image_grid',
                       lambda path, grid, **kwargs: grids.__setitem__(path, np.asarray(grid)))
   method = types.SimpleNamespace(
+      capabilities=frozenset({'infer', 'generate', 'complete'}),
       encode=lambda state, x: x.reshape(len(x), -1),
       infer=lambda state, x, key: x.reshape(len(x), -1),
       generate=lambda state, z: z.reshape(len(z), 4, 4, 1),
@@ -118,3 +119,18 @@ def test_figures_and_completion_use_uniform_samples(tmp_path, monkeypatch):
   shown = next(g for p, g in grids.items() if p.endswith('completion.png'))
   originals = shown[2 * len(shown) // 3:]
   assert len(np.unique(source.label[_rows_of(source, originals)])) >= 5
+
+
+def test_completion_without_complete_fills_with_the_masked_reconstruction(tmp_path):
+  """A method with only `reconstruct` is scored on its reconstruction of the hidden pixels."""
+  source = _class_ordered()
+  # Returns what it is given: were the hidden pixels given, the fill would be exact (mse 0).
+  reconstruct = lambda state, batch, key: batch['x']
+  method = types.SimpleNamespace(capabilities=frozenset({'reconstruct'}), reconstruct=reconstruct)
+  ctx = _context(source, tmp_path, method, completion_examples=100, completion_mask='block:2',
+                 batch_size=50)
+  results = completion.completion(ctx)
+  x = source.get(np.arange(len(source)))['x']
+  assert 0.5 * np.mean(x ** 2) < results['completion_mse'] < 2 * np.mean(x ** 2)
+  np.testing.assert_allclose(results['completion_psnr'],
+                             10 * np.log10(4 / results['completion_mse']))

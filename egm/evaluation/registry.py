@@ -21,6 +21,7 @@ class Needs:
   Attributes:
     methods: capabilities the method must declare (egm/methods/contract.py), e.g.
       ('sample', 'energy').
+    any_of: capabilities of which the method must declare at least one.
     kind: 'image' or 'points' data, or None for either.
     labels: the test split carries class labels.
     test: the data set has a test split.
@@ -29,6 +30,7 @@ class Needs:
     config: dotted config keys that must be set (non-zero, non-empty and not 'none').
   """
   methods: tuple[str, ...] = ()
+  any_of: tuple[str, ...] = ()
   kind: str | None = None
   labels: bool = False
   test: bool = False
@@ -41,6 +43,8 @@ class Needs:
     missing = [m for m in self.methods if not has_capability(context.method, m)]
     if missing:
       return f'method {context.config.method!r} has no {", ".join(missing)}'
+    if self.any_of and not any(has_capability(context.method, m) for m in self.any_of):
+      return f'method {context.config.method!r} has none of {", ".join(self.any_of)}'
     if self.kind and context.dataset.kind != self.kind:
       return f'it needs {self.kind} data, not {context.dataset.kind}'
     if (self.test or self.labels) and context.dataset.test is None:

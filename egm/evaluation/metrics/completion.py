@@ -1,10 +1,15 @@
-"""Pattern completion (methods with `complete(state, x, mask, key)`, e.g. CoopNets).
+"""Pattern completion / recovery of occluded images.
 
 `completion`: each of a seeded uniform sample of `eval.completion_examples` test images
 gets the occlusion `eval.completion_mask` (e.g. block:14, at a random place per image);
-the method fills the hidden pixels. Reported, per hidden pixel in [-1, 1] units:
+the method fills the hidden pixels: with `complete(state, x, mask, key)` where it has one
+(CoopNets, abp), else with its reconstruction from the observed pixels
+(`reconstruct(state, {'x': x·mask, 'mask': mask}, key)`: the VAE and the triangle, whose
+encoders see only observed pixels). Reported, per hidden pixel in [-1, 1] units:
 `completion_mse` of the method's fill, beside `completion_mean_image_mse` of filling
-with the mean training image (over a seeded uniform sample of at most 10,000);
+with the mean training image (over a seeded uniform sample of at most 10,000), and the
+same as PSNR on the hidden pixels (dB, range 2): `completion_psnr`,
+`completion_mean_image_psnr`;
 `completion.png` shows rows of occluded inputs (holes mid-grey), completions and
 originals. Each image's occlusion depends only on its row in the test split.
 """
@@ -18,6 +23,7 @@ from egm.data.dataset import sample_indices
 from egm.data.masks import example_masks, parse_mask
 from egm.evaluation import images
 from egm.evaluation.registry import register_metric
+from egm.methods.contract import has_capability
 
 _MASK_SEED = 8765  # completion masks: not the training masks
 _MEAN_IMAGE_EXAMPLES = 10_000
@@ -29,14 +35,29 @@ def hidden_mse(x: np.ndarray, filled: np.ndarray, mask: np.ndarray) -> tuple[flo
   return float(np.sum(hidden * np.square(x - filled))), float(np.sum(hidden))
 
 
-@register_metric('completion', methods=('complete',), kind='image', test=True,
+def _fill_function(method):
+  """(state, x_observed, mask, key) -> x filled: `complete`, else a masked reconstruction."""
+  if has_capability(method, 'complete'):
+    return method.complete
+
+  def fill(state, x, mask, key):
+    return mask * x + (1.0 - mask) * method.reconstruct(state, {'x': x, 'mask': mask}, key)
+  return fill
+
+
+def psnr_from_mse(mse: float) -> float:
+  """10·log10(2² / mse) dB: PSNR of images in [-1, 1] (range 2)."""
+  return float(10.0 * np.log10(4.0 / mse)) if mse > 0 else float('inf')
+
+
+@register_metric('completion', any_of=('complete', 'reconstruct'), kind='image', test=True,
                  config=('eval.completion_mask',))
 def completion(ctx) -> dict:
   cfg = ctx.config.eval
   mask_fn = parse_mask(cfg.completion_mask, *ctx.image_shape[:2])
   train = ctx.dataset.train
   mean_image = np.mean(train.get(sample_indices(len(train), _MEAN_IMAGE_EXAMPLES))['x'], axis=0)
-  complete = jax.jit(ctx.method.complete)
+  complete = jax.jit(_fill_function(ctx.method))
   key = jax.random.fold_in(ctx.key, 77)
   sums = {'model': [0.0, 0.0], 'mean': [0.0, 0.0]}
   shown = None
@@ -57,6 +78,7 @@ def completion(ctx) -> dict:
       shown = np.concatenate([(x * mask)[:n], np.clip(filled[:n], -1, 1), x[:n]])
   images.save_image_grid(os.path.join(ctx.out_dir, 'completion.png'), shown,
                          ncols=len(shown) // 3)
-  return {'completion_mse': sums['model'][0] / sums['model'][1],
-          'completion_mean_image_mse': sums['mean'][0] / sums['mean'][1],
-          'completion_examples': examples}
+  mse, mean_mse = sums['model'][0] / sums['model'][1], sums['mean'][0] / sums['mean'][1]
+  return {'completion_mse': mse, 'completion_mean_image_mse': mean_mse,
+          'completion_psnr': psnr_from_mse(mse), 'completion_mean_image_psnr':
+          psnr_from_mse(mean_mse), 'completion_examples': examples}
