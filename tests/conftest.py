@@ -1,5 +1,5 @@
-"""Test session set-up: forced CPU devices (before jax is imported), the repo on sys.path, and
-the test tiers.
+"""Test session set-up: forced CPU devices (before jax is imported), a temporary data cache
+($EGM_CACHE_DIR), the repo on sys.path, and the test tiers.
 
 Tiers (what `.ci/run` runs, one step each):
 
@@ -40,10 +40,13 @@ devices, batch divisibility, the no-transfer update on the full mesh) need them.
 1-vs-8-device update runs in the integration tier, also with 8. Tests that spawn processes
 set their own device count.
 """
+import atexit
 import inspect
 import os
 import re
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -51,6 +54,11 @@ DEVICES = os.environ.get('EGM_TEST_DEVICES', '8')
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            f' --xla_force_host_platform_device_count={DEVICES}').strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# A cache of decoded data sets for this session only (processes the tests start inherit it),
+# so the tests neither read nor grow the user's ~/.cache/egm.
+_CACHE = tempfile.mkdtemp(prefix='egm-test-cache-')
+os.environ['EGM_CACHE_DIR'] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
