@@ -28,8 +28,7 @@ from egm.errors import EgmError
 from egm.methods import base
 from egm.methods.contract import Method, register
 from egm.nets import make_networks, texture_latent_shape
-from egm.sampling import langevin, latent_posterior_energy
-from egm.sampling.langevin import langevin_trajectory
+from egm.sampling import langevin, langevin_trajectory, latent_posterior_energy
 
 
 def check_config(hp) -> None:

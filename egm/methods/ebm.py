@@ -30,9 +30,7 @@ from egm.errors import EgmError
 from egm.methods import base
 from egm.methods.contract import PER_EXAMPLE, Method, register
 from egm.nets import make_networks
-from egm.sampling import langevin, mala
-from egm.sampling.langevin import langevin_trajectory
-from egm.sampling.mala import adapt_step_size
+from egm.sampling import adapt_step_size, langevin, langevin_trajectory, mala
 
 
 def check_config(hp, batch_size: int) -> None:

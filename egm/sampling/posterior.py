@@ -7,7 +7,7 @@ constant, |mask * (x - g(z))|^2 / (2 sigma^2) + |z|^2 / 2 per example.
 import jax.numpy as jnp
 
 from egm.errors import EgmError
-from egm.sampling.langevin import sum_per_example
+from egm.sampling.core import sum_per_example
 from egm.sampling.schedules import concrete_or_none
 
 

@@ -35,11 +35,12 @@ def concrete_or_none(value):
     return np.asarray(value)
 
 
-def as_schedule(name, value, n_steps, dtype, positive=False):
+def as_schedule(name, value, n_steps, dtype, positive_because=None):
   """`value` (scalar or (n_steps,)) broadcast to an (n_steps,) `dtype` array.
 
-  Raises EgmError for a concrete negative value (or a zero one when
-  `positive`) and for a schedule whose length is not n_steps.
+  Raises EgmError for a schedule whose length is not n_steps and for a
+  concrete negative value, or a zero one when `positive_because` (the reason
+  the values must be > 0, quoted in the error) is given.
   """
   shape = jnp.shape(value)
   if shape != () and shape != (n_steps,):
@@ -51,17 +52,13 @@ def as_schedule(name, value, n_steps, dtype, positive=False):
         f'array of shape ({n_steps},) with one value per step, e.g. '
         f'egm.sampling.schedules.linear(start, end, {n_steps}).')
   host = concrete_or_none(value)
+  positive = positive_because is not None
   if host is not None and (np.any(host <= 0) if positive
                            else np.any(host < 0)):
-    if positive:
-      bound, reason = 'positive', (
-          'The Metropolis-Hastings test divides by the proposal noise, so '
-          'pass values > 0 (a decaying schedule should end at a small '
-          'positive number).')
-    else:
-      bound, reason = 'non-negative', (
-          'Step sizes and noise scales are magnitudes of the update: pass '
-          'values >= 0 (a decaying schedule should end at 0 or above).')
+    bound, reason = ('positive', positive_because) if positive else (
+        'non-negative', 'Step sizes and noise scales are magnitudes of the '
+        'update: pass values >= 0 (a decaying schedule should end at 0 or '
+        'above).')
     raise EgmError(f'{name} must be {bound} at every step, got minimum '
                    f'{float(host.min())}. {reason}')
   return jnp.broadcast_to(jnp.asarray(value, dtype), (n_steps,))
