@@ -21,6 +21,7 @@ import numpy as np
 from egm import data
 from egm.data.dataset import sample_indices
 from egm.data.masks import example_masks, parse_mask
+from egm.errors import EgmError
 from egm.evaluation import images
 from egm.evaluation.registry import register_metric
 from egm.methods.contract import has_capability
@@ -54,7 +55,12 @@ def psnr_from_mse(mse: float) -> float:
                  config=('eval.completion_mask',))
 def completion(ctx) -> dict:
   cfg = ctx.config.eval
-  mask_fn = parse_mask(cfg.completion_mask, *ctx.image_shape[:2])
+  try:
+    mask_fn = parse_mask(cfg.completion_mask, *ctx.image_shape[:2])
+  except EgmError as e:  # e.g. the default block:14 on 8x8 digits
+    print(f'note: skipping the completion metric: eval.completion_mask does not fit the '
+          f'{ctx.image_shape[0]}x{ctx.image_shape[1]} images ({e}).', flush=True)
+    return {}
   train = ctx.dataset.train
   mean_image = np.mean(train.get(sample_indices(len(train), _MEAN_IMAGE_EXAMPLES))['x'], axis=0)
   complete = jax.jit(_fill_function(ctx.method))
