@@ -5,6 +5,7 @@ A method asks for the roles it needs (`make_networks(model, x_shape, 'energy',
 texture nets) comes from the data shape and `model.architecture`.
 """
 from egm.nets import builders  # noqa: F401  (registers the built-in networks)
+from egm.nets import hierarchical  # noqa: F401  (registers the hierarchical generators)
 from egm.nets.builders import energy_dtype, texture_energy_stages, texture_latent_shape
 from egm.nets.registry import NETWORKS, Networks, build_network, make_networks, register_network
 
