@@ -81,7 +81,7 @@ def test_config_arguments_smoke_and_key_values():
   config = default.finish(config_defaults.base_config(), 'smoke,model.width=32,z_dim=5,seed=3')
   assert (config.model.width, config.model.z_dim, config.seed) == (32, 5, 3)
   assert config.train.num_steps == 6  # smoke applied, explicit values win over it
-  config = config_args.apply(config_defaults.base_config(), 'persistent=true,ebm.step_size=0.5')
+  config = config_args.apply(config_defaults.base_config(), 'ebm.persistent=true,ebm.step_size=0.5')
   assert config.ebm.persistent is True and config.ebm.step_size == 0.5
   with pytest.raises(EgmError, match="'step_size' is ambiguous.*coopnets.step_size.*ebm.step_size"):
     config_args.apply(config_defaults.base_config(), 'step_size=0.5')
