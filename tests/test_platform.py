@@ -1,14 +1,13 @@
 """The platform's seams: the method contract, registries, config sections and arguments,
 per-example state sharded on `data`, and training phases (tests/platform_methods.py)."""
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
 import per_example_config
 import platform_methods
 from configs import default, triangle_digits
-from egm import config_args, config_defaults, experiment, parallel, trainer
+from egm import config_args, config_defaults, parallel, trainer
 from egm.errors import EgmError
 from egm.evaluation import metrics, registry  # noqa: F401  (metrics registers the built-in ones)
 from egm.methods import (CAPABILITIES, METHODS, DataSpec, Method, generative_methods,

@@ -24,7 +24,7 @@ from egm.errors import EgmError
 from egm.methods import base
 from egm.methods.contract import PER_EXAMPLE, Method, register
 from egm.nets import make_networks
-from egm.sampling import langevin, latent_posterior_energy
+from egm.sampling import langevin
 
 
 def check_config(hp, sigma) -> None:
@@ -45,9 +45,8 @@ def check_config(hp, sigma) -> None:
 
 
 @register('abp')
-class ABP(Method):
+class ABP(base.InferredLatentGenerator, Method):
   """Generator only; latents by Langevin inference, persistent per training example."""
-  capabilities = frozenset({'infer', 'generate', 'reconstruct', 'complete'})
 
   @staticmethod
   def config_section():
@@ -81,16 +80,6 @@ class ABP(Method):
         PER_EXAMPLE: {'z': jax.random.normal(k_z, (rows,) + self.nets.z_shape, jnp.float32)},
         'step': jnp.zeros((), jnp.int32),
     }
-
-  def _generate(self, state, z, train):
-    """g(z); in training mode with the batch's own BatchNorm statistics (not stored)."""
-    out = base.apply_network(self.nets.generator, state['generator'], z, train=train)
-    return out[0] if train else out
-
-  def posterior_energy(self, state, x, mask=None, train=True):
-    """U(z) = ‖mask·(x − g(z))‖²/(2σ²) + ‖z‖²/2: (B, *z_shape) -> (B,)."""
-    return latent_posterior_energy(lambda z: self._generate(state, z, train), x, self.sigma,
-                                   mask)
 
   def run_inference(self, state, x, z0, key, n_steps, step_size, noise=True, mask=None,
                     train=True):
@@ -132,13 +121,6 @@ class ABP(Method):
     }
     return new_state, metrics
 
-  def sample(self, state, key, n):
-    """g(z), z ~ N(0, I): (n, ...)."""
-    return self.generate(state, jax.random.normal(key, (n,) + self.nets.z_shape, jnp.float32))
-
-  def generate(self, state, z):
-    return self._generate(state, z, train=False)
-
   def infer(self, state, x, key, mask=None):
     """Latents of x (B, ...) by `abp.test_steps` steps from the prior: (B, *z_shape)."""
     k_prior, k_chain = jax.random.split(key)
@@ -146,13 +128,3 @@ class ABP(Method):
     z, _ = self.run_inference(state, x, z0, k_chain, self.hp.test_steps,
                               self.hp.test_step_size, self.hp.test_noise, mask, train=False)
     return z
-
-  def reconstruct(self, state, batch, key):
-    """g(infer(x)) for batch {'x', 'mask'?}, inferred on the observed pixels only."""
-    return self.generate(state, self.infer(state, batch['x'], key, batch.get('mask')))
-
-  def complete(self, state, x, mask, key):
-    """x with its mask-0 pixels replaced by g(z), z inferred from the mask-1 pixels."""
-    if mask.shape[0] != x.shape[0]:
-      raise EgmError(f'mask has {mask.shape[0]} rows for {x.shape[0]} images: give one per image.')
-    return mask * x + (1.0 - mask) * self.reconstruct(state, {'x': x, 'mask': mask}, key)

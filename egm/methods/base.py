@@ -9,7 +9,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from egm.errors import EgmError
 from egm.methods.contract import Method
+from egm.sampling import latent_posterior_energy
 
 
 def make_optimizer(learning_rate: float, optim_config, steps_per_epoch: int):
@@ -166,3 +168,38 @@ class LatentGenerator:
   def reconstruct(self, state, batch, key):
     """G(infer(x)) for batch {'x', 'mask'?}: (B, ...)."""
     return self.generate(state, self.infer(state, batch['x'], key, batch.get('mask')))
+
+
+class InferredLatentGenerator:
+  """What generators whose latents are inferred by Langevin dynamics share (abp, srinf):
+  needs `self.nets.generator`, `self.nets.z_shape`, `self.sigma` and an `infer(state, x, key,
+  mask=None)` of the method's own."""
+  capabilities = frozenset({'infer', 'generate', 'reconstruct', 'complete'})
+
+  def _generate(self, state, z, train):
+    """g(z); in training mode with the batch's own BatchNorm statistics (not stored)."""
+    out = apply_network(self.nets.generator, state['generator'], z, train=train)
+    return out[0] if train else out
+
+  def posterior_energy(self, state, x, mask=None, train=True):
+    """U(z) = ‖mask·(x − g(z))‖²/(2σ²) + ‖z‖²/2: (B, *z_shape) -> (B,)."""
+    return latent_posterior_energy(lambda z: self._generate(state, z, train), x, self.sigma,
+                                   mask)
+
+  def sample(self, state, key, n):
+    """g(z), z ~ N(0, I): (n, ...)."""
+    return self.generate(state, jax.random.normal(key, (n,) + self.nets.z_shape, jnp.float32))
+
+  def generate(self, state, z):
+    """g(z) in evaluation mode: (B, *z_shape) -> (B, ...)."""
+    return self._generate(state, z, train=False)
+
+  def reconstruct(self, state, batch, key):
+    """g(infer(x)) for batch {'x', 'mask'?}, inferred on the observed pixels only."""
+    return self.generate(state, self.infer(state, batch['x'], key, batch.get('mask')))
+
+  def complete(self, state, x, mask, key):
+    """x with its mask-0 pixels replaced by g(z), z inferred from the mask-1 pixels."""
+    if mask.shape[0] != x.shape[0]:
+      raise EgmError(f'mask has {mask.shape[0]} rows for {x.shape[0]} images: give one per image.')
+    return mask * x + (1.0 - mask) * self.reconstruct(state, {'x': x, 'mask': mask}, key)

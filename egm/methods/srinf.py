@@ -81,7 +81,7 @@ from egm.methods import base
 from egm.methods.contract import Method, register
 from egm.nets import Networks, make_networks
 from egm.nets.hierarchical import check_fits, parse_latent_dims
-from egm.sampling import init_state, langevin, latent_posterior_energy
+from egm.sampling import init_state, langevin
 
 STEP_SIZE_PARAMS = ('scalar', 'per_layer', 'per_step')
 REVERSE_KERNELS = ('learned', 'fixed')
@@ -168,10 +168,9 @@ def short_run(energy_fn, z0, key, delta, reverse=None, remat=False) -> ShortRun:
 
 
 @register('srinf')
-class Srinf(Method):
+class Srinf(base.InferredLatentGenerator, Method):
   """Multi-layer latent generator; short-run Langevin inference from the prior with a
   step size learned by minimising an upper bound on KL(q_K ‖ posterior)."""
-  capabilities = frozenset({'infer', 'generate', 'reconstruct', 'complete'})
 
   @staticmethod
   def config_section():
@@ -260,16 +259,6 @@ class Srinf(Method):
         'step': jnp.zeros((), jnp.int32),
     }
 
-  def _generate(self, state, z, train):
-    """g(z); in training mode with the batch's own BatchNorm statistics (not stored)."""
-    out = base.apply_network(self.nets.generator, state['generator'], z, train=train)
-    return out[0] if train else out
-
-  def posterior_energy(self, state, x, mask=None, train=True):
-    """U(z) = ‖mask·(x − g(z))‖²/(2σ²) + ‖z‖²/2: (B, D) -> (B,)."""
-    return latent_posterior_energy(lambda z: self._generate(state, z, train), x, self.sigma,
-                                   mask)
-
   def chain(self, state, x, z0, key, step_params=None, mask=None) -> ShortRun:
     """The training chain: K steps from z0 at the step of `step_params` (default: the
     state's), differentiable in the step parameters."""
@@ -343,13 +332,6 @@ class Srinf(Method):
 
   # -- capabilities -------------------------------------------------------------------------
 
-  def sample(self, state, key, n):
-    """g(z), z ~ N(0, I): (n, ...)."""
-    return self.generate(state, jax.random.normal(key, (n,) + self.nets.z_shape, jnp.float32))
-
-  def generate(self, state, z):
-    return self._generate(state, z, train=False)
-
   def run_inference(self, state, x, z0, key, n_steps=None, noise=True, mask=None, train=True):
     """n_steps (default K) of Langevin from z0 at the learned step, with egm's `langevin`
     (noise=False: no ε); returns (z, LangevinInfo). Gradients do not flow."""
@@ -375,13 +357,3 @@ class Srinf(Method):
     z, _ = self.run_inference(state, x, z0, k_chain, self.test_steps, self.hp.test_noise,
                               mask, train=False)
     return z
-
-  def reconstruct(self, state, batch, key):
-    """g(infer(x)) for batch {'x', 'mask'?}, inferred on the observed pixels only."""
-    return self.generate(state, self.infer(state, batch['x'], key, batch.get('mask')))
-
-  def complete(self, state, x, mask, key):
-    """x with its mask-0 pixels replaced by g(z), z inferred from the mask-1 pixels."""
-    if mask.shape[0] != x.shape[0]:
-      raise EgmError(f'mask has {mask.shape[0]} rows for {x.shape[0]} images: give one per image.')
-    return mask * x + (1.0 - mask) * self.reconstruct(state, {'x': x, 'mask': mask}, key)
