@@ -149,3 +149,10 @@ def test_a_phase_size_that_does_not_divide_the_image_size_is_refused(tmp_path):
   config.data.image_size = 10
   with pytest.raises(EgmError, match=r"Phase 'coarse' trains at 4x4.*data.image_size=10"):
     trainer.train(config, str(tmp_path))
+
+
+def test_every_metric_names_known_capabilities():
+  """A metric that names a function instead of a capability would silently never run."""
+  known = set(CAPABILITIES) | {'sample'}
+  for metric in registry.METRICS.values():
+    assert set(metric.needs.methods) | set(metric.needs.any_of) <= known, metric.name

@@ -1,4 +1,5 @@
-"""Generator proposals beside their Langevin revisions (methods with `generator_sample`).
+"""Generator proposals beside their Langevin revisions (methods with the `proposals` capability:
+`generator_sample` and `revise`).
 
 `proposals`: for 2-D data `generator_sample_tv`, the TV between a histogram of the
 generator's own samples (before the descriptor's revision) and the true density, on
@@ -15,7 +16,7 @@ from egm.evaluation.metrics.basic import sample_tv
 from egm.evaluation.registry import register_metric
 
 
-@register_metric('proposals', methods=('generator_sample', 'revise'))
+@register_metric('proposals', methods=('proposals',))
 def proposals(ctx) -> dict:
   cfg, method = ctx.config.eval, ctx.method
   key = jax.random.fold_in(ctx.key, 55)
