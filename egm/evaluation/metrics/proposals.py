@@ -26,6 +26,6 @@ def proposals(ctx) -> dict:
   n = min(cfg.num_samples, 16)
   proposed = jax.jit(method.generator_sample, static_argnums=2)(ctx.state, key, n)
   revised, _ = jax.jit(method.revise)(ctx.state, proposed, jax.random.fold_in(key, 1))
-  images.save_image_grid(os.path.join(ctx.out_dir, 'proposals.png'),
-                         np.concatenate([np.asarray(proposed), np.asarray(revised)]), ncols=n)
+  shown = np.clip(np.concatenate([np.asarray(proposed), np.asarray(revised)]), -1, 1)
+  images.save_image_grid(os.path.join(ctx.out_dir, 'proposals.png'), shown, ncols=n)
   return {}

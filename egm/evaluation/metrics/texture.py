@@ -59,7 +59,7 @@ def texture_synthesis(ctx) -> dict:
   options = LoadOptions(channels=data_cfg.channels, texture_size=data_cfg.texture_size)
   unrelated = _to_unit(texture.exemplar_image(unrelated_name, options))
   distance = texture_stats.texture_distance
-  to_uint8 = lambda x: np.round((x + 1) * 127.5).astype(np.uint8)
+  to_uint8 = lambda x: np.round((np.clip(x, -1, 1) + 1) * 127.5).astype(np.uint8)
   images.save_image_grid(os.path.join(ctx.out_dir, 'texture.png'), _side_by_side(
       [exemplar] + [to_uint8(s) for s in synthesis[:3]])[None].astype(np.float32) / 127.5 - 1)
   return {
