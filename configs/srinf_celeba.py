@@ -15,22 +15,14 @@ square and resized to data.image_size.
 `:smoke` trains on a substitute that is always here, scikit-learn's 8x8 digits (grey), with
 three latent layers (8 px takes at most 4), so the config can be checked end to end offline.
 """
-from configs import default
+from configs import default, srinf_cifar
 
 
 def get_config(arg=None):
-  config = default.get_config()
-  config.method = 'srinf'
+  config = srinf_cifar.get_config()  # the paper's model and settings
   config.data.source = 'tfds:celeb_a'
   config.data.image_size = 32
   config.data.channels = 3
-  config.model.width = 64
-  config.model.sigma = 0.15
-  config.srinf.latent_dims = '64,64,64,96,128'
-  config.srinf.n_steps = 25
-  config.srinf.step_size = 0.05
-  config.optim.lr_generator = 8e-5
-  config.train.batch_size = 100
   config.train.num_steps = 200_000
   config.train.checkpoint_every = 5_000
   config.train.sample_every = 5_000

@@ -7,13 +7,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import scipy.linalg
 
 from egm import sampling
 from egm.errors import EgmError
 from egm.sampling import adapt_step_size
 from egm.sampling import langevin_trajectory
 from egm.sampling import schedules
+from gaussian_checks import cov_standard_errors, moment_errors, run_jitted, ula_stationary_cov
 
 MU = np.array([1.0, -0.5])
 SIGMA = np.array([[1.0, 0.6], [0.6, 0.5]])  # Correlated; eigenvalues 1.4, 0.1.
@@ -26,39 +26,6 @@ def gaussian_energy(x):
   """E(x) = (x - mu)^T Sigma^-1 (x - mu) / 2 for x (B, 2)."""
   centred = x - MU.astype(x.dtype)
   return 0.5 * jnp.sum((centred @ PRECISION.astype(x.dtype)) * centred, -1)
-
-
-def cov_standard_errors(cov, n):
-  """Standard errors of the sample covariance of n draws from N(., cov)."""
-  diag = np.diag(cov)
-  return np.sqrt((np.outer(diag, diag) + cov**2) / n)
-
-
-def moment_errors(samples, mean, cov):
-  """Max mean and covariance errors of (N, D) samples, in standard errors.
-
-  Standard errors are those of N independent draws from N(mean, cov).
-  """
-  samples = np.asarray(samples, np.float64)
-  n = samples.shape[0]
-  mean_z = np.abs(samples.mean(0) - mean) / np.sqrt(np.diag(cov) / n)
-  cov_z = (np.abs(np.cov(samples, rowvar=False) - cov)
-           / cov_standard_errors(cov, n))
-  return mean_z.max(), cov_z.max()
-
-
-def ula_stationary_cov(precision, delta):
-  """Exact stationary covariance of x <- x - delta^2/2 P (x - mu) + delta eps.
-
-  Solves the discrete Lyapunov equation S = A S A^T + delta^2 I, A = I - hP.
-  """
-  a = np.eye(len(precision)) - 0.5 * delta**2 * precision
-  return scipy.linalg.solve_discrete_lyapunov(a, delta**2 * np.eye(len(a)))
-
-
-def run_jitted(sampler, energy_fn, x0, key, **kwargs):
-  """sampler(energy_fn, x0, key, **kwargs) as one compiled call."""
-  return jax.jit(functools.partial(sampler, energy_fn, **kwargs))(x0, key)
 
 
 def test_langevin_matches_exact_discretised_stationary_law():
@@ -274,63 +241,6 @@ def test_remat_memory_does_not_grow_with_stored_activations():
   print(f'temp bytes, 100-step chain gradient: no remat {temp[False]:,}, '
         f'remat {temp[True]:,}')
   assert temp[True] < temp[False] / 2
-
-
-def test_latent_posterior_reaches_closed_form_gaussian():
-  rng = np.random.default_rng(0)
-  w = rng.normal(size=(6, 2))
-  sigma = 0.5
-  x = rng.normal(size=6)
-  mask = np.array([1.0, 1, 1, 1, 0, 0])
-  x_garbage = np.where(mask > 0, x, 100.0)  # Unobserved pixels: garbage.
-  precision = w.T @ (mask[:, None] * w) / sigma**2 + np.eye(2)
-  cov = np.linalg.inv(precision)
-  mean = cov @ w.T @ (mask * x) / sigma**2
-  generate = lambda z: z @ w.T.astype(np.float32)
-  n = 10_000
-  energy = sampling.latent_posterior_energy(
-      generate, jnp.broadcast_to(x_garbage, (n, 6)).astype(jnp.float32),
-      sigma, mask=jnp.asarray(mask, jnp.float32))
-  z, info = run_jitted(sampling.mala, energy, jnp.zeros((n, 2)),
-                       jax.random.key(4), n_steps=300, step_size=0.04)
-  mean_z, cov_z = moment_errors(z, mean, cov)
-  print(f'masked posterior via MALA: mean err {mean_z:.2f} se, cov err '
-        f'{cov_z:.2f} se, acceptance {float(info.acceptance_rate.mean()):.3f}')
-  assert mean_z < Z_SCORE and cov_z < Z_SCORE
-
-  # Masked pixels do not contribute; without a mask the energy is the full
-  # Gaussian negative log posterior.
-  z = jnp.asarray(rng.normal(size=(5, 2)), jnp.float32)
-  masked = sampling.latent_posterior_energy(
-      generate, jnp.broadcast_to(x, (5, 6)), sigma, mask=mask)(z)
-  observed = sampling.latent_posterior_energy(
-      lambda z: z @ w[:4].T, jnp.broadcast_to(x[:4], (5, 4)), sigma)(z)
-  np.testing.assert_allclose(masked, observed, rtol=1e-5)
-  residual = x - np.asarray(z) @ w.T
-  full = (np.sum(residual**2, -1) / (2 * sigma**2)
-          + 0.5 * np.sum(np.asarray(z)**2, -1))
-  np.testing.assert_allclose(
-      sampling.latent_posterior_energy(generate, jnp.broadcast_to(x, (5, 6)),
-                                       sigma)(z), full, rtol=1e-5)
-
-
-def test_langevin_on_latent_posterior_matches_discretised_law():
-  rng = np.random.default_rng(1)
-  w = rng.normal(size=(5, 3))
-  sigma, delta, n = 0.7, 0.3, 10_000
-  x = rng.normal(size=5)
-  precision = w.T @ w / sigma**2 + np.eye(3)
-  mean = np.linalg.solve(precision, w.T @ x / sigma**2)
-  energy = sampling.latent_posterior_energy(
-      lambda z: z @ w.T.astype(np.float32),
-      jnp.broadcast_to(x, (n, 5)).astype(jnp.float32), sigma)
-  z, _ = run_jitted(sampling.langevin, energy, jnp.zeros((n, 3)),
-                    jax.random.key(5), n_steps=300, step_size=delta**2 / 2,
-                    noise_scale=delta)
-  mean_z, cov_z = moment_errors(z, mean, ula_stationary_cov(precision, delta))
-  print(f'posterior via Langevin: mean err {mean_z:.2f} se, cov err vs exact '
-        f'discretised law {cov_z:.2f} se')
-  assert mean_z < Z_SCORE and cov_z < Z_SCORE
 
 
 def test_info_fields():

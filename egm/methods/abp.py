@@ -97,17 +97,9 @@ class ABP(base.InferredLatentGenerator, Method):
       z0 = jax.random.normal(k_prior, (x.shape[0],) + self.nets.z_shape, jnp.float32)
     z, info = self.run_inference(state, x, z0, k_chain, self.hp.n_steps, self.hp.step_size,
                                  mask=mask)
-
-    def loss(params):
-      net = base.with_params(state['generator'], params)
-      x_gen, stats = base.apply_network(self.nets.generator, net, z, train=True)
-      rec = base.gaussian_reconstruction(x, x_gen, self.sigma, mask)
-      return jnp.mean(rec), (stats, x_gen)
-
-    (rec, (stats, x_gen)), grads = jax.value_and_grad(loss, has_aux=True)(
-        state['generator']['params'])
+    generator, rec, x_gen = self.learn_generator(state, x, z, mask)
     new_state = {
-        'generator': base.apply_gradients(state['generator'], grads, self.opt, stats),
+        'generator': generator,
         PER_EXAMPLE: {'z': state[PER_EXAMPLE]['z'].at[rows].set(z)},
         'step': state['step'] + 1,
     }

@@ -186,6 +186,18 @@ class InferredLatentGenerator:
     return latent_posterior_energy(lambda z: self._generate(state, z, train), x, self.sigma,
                                    mask)
 
+  def learn_generator(self, state, x, z, mask=None):
+    """Learning back-prop: one optimiser step of θ on mean ‖mask·(x − g_θ(z))‖²/(2σ²) at the
+    inferred z (held fixed). Returns (new generator state, rec loss, g(z) (B, ...))."""
+    def loss(params):
+      net = with_params(state['generator'], params)
+      x_gen, stats = apply_network(self.nets.generator, net, z, train=True)
+      return jnp.mean(gaussian_reconstruction(x, x_gen, self.sigma, mask)), (stats, x_gen)
+
+    (rec, (stats, x_gen)), grads = jax.value_and_grad(loss, has_aux=True)(
+        state['generator']['params'])
+    return apply_gradients(state['generator'], grads, self.opt, stats), rec, x_gen
+
   def sample(self, state, key, n):
     """g(z), z ~ N(0, I): (n, ...)."""
     return self.generate(state, jax.random.normal(key, (n,) + self.nets.z_shape, jnp.float32))

@@ -295,17 +295,9 @@ class Srinf(base.InferredLatentGenerator, Method):
     else:
       kl_bound, run = step_loss(step_state['params'])
     z = lax.stop_gradient(run.position)
-
-    def loss(params):
-      net = base.with_params(state['generator'], params)
-      x_gen, stats = base.apply_network(self.nets.generator, net, z, train=True)
-      rec = base.gaussian_reconstruction(x, x_gen, self.sigma, mask)
-      return jnp.mean(rec), (stats, x_gen)
-
-    (rec, (stats, x_gen)), grads = jax.value_and_grad(loss, has_aux=True)(
-        state['generator']['params'])
+    generator, rec, x_gen = self.learn_generator(state, x, z, mask)
     new_state = {
-        'generator': base.apply_gradients(state['generator'], grads, self.opt, stats),
+        'generator': generator,
         'step_size': step_state,
         'step': state['step'] + 1,
     }
