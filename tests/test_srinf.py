@@ -277,6 +277,27 @@ def test_step_size_parameterisations_learn_and_log(param, names):
   assert method.infer(new_state, batch['x'], jax.random.key(2)).shape == (16, 5)
 
 
+def test_step_size_every_learns_on_every_nth_update_only():
+  """With step_size_every=3 the step moves on updates 0 and 3 and stays put on 1, 2, 4; the
+  chain (and so the generator's update) is the same as with the step learned every update."""
+  batch = {'x': jnp.asarray(np.random.default_rng(0).normal(size=(16, 8)), jnp.float32),
+           'index': jnp.arange(16, dtype=jnp.int32)}
+  every, each = _method(_points_config(step_size_every=3), (8,)), _method(_points_config(), (8,))
+  state = every.init(jax.random.key(0), batch)
+  update, update_each = jax.jit(every.update), jax.jit(each.update)
+  moved = []
+  for i in range(5):
+    key = jax.random.key(10 + i)
+    new_state, metrics = update(state, batch, key)
+    _, metrics_each = update_each(state, batch, key)
+    np.testing.assert_allclose(metrics['kl_bound'], metrics_each['kl_bound'], rtol=1e-5)
+    np.testing.assert_allclose(metrics['rec_mse'], metrics_each['rec_mse'], rtol=1e-5)
+    moved.append(float(new_state['step_size']['params']['log_delta'])
+                 != float(state['step_size']['params']['log_delta']))
+    state = new_state
+  assert moved == [True, False, False, True, False]
+
+
 @pytest.mark.integration  # ~30 s on 2 loaded cores (eager init, one conv update compile)
 def test_image_update_trains_the_hierarchical_generator():
   config = srinf_fashion.get_config('smoke')
@@ -340,6 +361,7 @@ def test_a_latent_layer_list_that_does_not_fit_the_image_is_refused():
     ('srinf.n_steps', 0, 'srinf.n_steps is 0'),
     ('srinf.test_steps', -1, 'srinf.test_steps is -1'),
     ('srinf.lr_step_size', -1e-3, 'srinf.lr_step_size is -0.001'),
+    ('srinf.step_size_every', 0, 'srinf.step_size_every is 0'),
     ('srinf.step_size_param', 'per_pixel', "srinf.step_size_param is 'per_pixel'"),
     ('srinf.reverse_kernel', 'none', "srinf.reverse_kernel is 'none'"),
     ('srinf.latent_dims', '64,x', "srinf.latent_dims is '64,x'"),

@@ -13,7 +13,8 @@ U(z) = ‖mask·(x − g(z))‖²/(2σ²) + ‖z‖²/2 = −log p(x, z) + const
      fixed), the complete-data −log p(x, z_K) up to terms free of θ;
   3. the step size δ (one scalar, one per latent layer or one per step:
      `srinf.step_size_param`) descends the objective below through the unrolled chain, θ
-     held fixed, with its own Adam (`srinf.lr_step_size`). It lives in the state as its
+     held fixed, with its own Adam (`srinf.lr_step_size`), on every `srinf.step_size_every`-th
+     update (the others skip the chain's second-order backward pass). It lives in the state as its
      own network `state['step_size'] = {'params': {'log_delta', 'reverse'?}, 'opt_state'}`.
 
 The step-size objective (what it is). The step should minimise KL(q_K(z|x) ‖ p(z|x)),
@@ -105,6 +106,10 @@ def check_config(hp, sigma, x_shape) -> tuple[int, ...]:
   if not hp.step_size > 0:
     problems.append(f'srinf.step_size is {hp.step_size}: the initial Langevin step δ must be > 0 '
                     '(e.g. 0.05)')
+  every = hp.step_size_every
+  if isinstance(every, bool) or int(every) != every or every < 1:
+    problems.append(f'srinf.step_size_every is {every}: give a whole number of updates >= 1 '
+                    '(1 learns the step on every update)')
   if not hp.lr_step_size >= 0:
     problems.append(f'srinf.lr_step_size is {hp.lr_step_size}: the learning rate of the step '
                     'size must be >= 0 (e.g. 1e-3; 0 or srinf.learn_step_size=False keeps it)')
@@ -181,6 +186,7 @@ class Srinf(base.InferredLatentGenerator, Method):
     section.step_size_param = 'scalar'  # 'scalar' | 'per_layer' | 'per_step': learned δ's
     section.learn_step_size = True  # False: δ stays at step_size (the reference's fixed step)
     section.lr_step_size = 1e-3  # Adam lr of log δ (and of the reverse kernel's parameters)
+    section.step_size_every = 1  # learn δ on every N-th update (the others run the chain only)
     section.reverse_kernel = 'learned'  # 'learned' | 'fixed': reverse kernel of the bound
     section.remat = False  # recompute each chain step in the step-size gradient (memory)
     section.test_steps = 0  # steps of inference at test time; 0: n_steps
@@ -285,15 +291,25 @@ class Srinf(base.InferredLatentGenerator, Method):
       run = self.chain(state, x, z0, k_chain, step_params, mask)
       return jnp.mean(self.bound(run, z0, x, mask)), run
 
-    step_state = state['step_size']
-    if self.hp.learn_step_size:
+    def learn(step_state):
       (kl_bound, run), grads = jax.value_and_grad(step_loss, has_aux=True)(step_state['params'])
       updated = base.apply_gradients(step_state, grads, self.step_opt)
       finite = jnp.isfinite(kl_bound)  # a diverged chain leaves the step where it was
-      step_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated,
-                                step_state)
-    else:
+      return kl_bound, run, jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                                         updated, step_state)
+
+    def keep(step_state):
       kl_bound, run = step_loss(step_state['params'])
+      return kl_bound, run, step_state
+
+    step_state = state['step_size']
+    every = int(self.hp.step_size_every)
+    if not self.hp.learn_step_size:
+      kl_bound, run, step_state = keep(step_state)
+    elif every == 1:
+      kl_bound, run, step_state = learn(step_state)
+    else:  # only the chosen branch runs: the other updates pay for the chain alone
+      kl_bound, run, step_state = lax.cond(state['step'] % every == 0, learn, keep, step_state)
     z = lax.stop_gradient(run.position)
     generator, rec, x_gen = self.learn_generator(state, x, z, mask)
     new_state = {
