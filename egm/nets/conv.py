@@ -55,11 +55,26 @@ def patches(x, kernel_size, strides, padding):
   return jnp.concatenate(taps, axis=-1)
 
 
+def matmul_conv(x, kernel, strides, padding):
+  """(B,H,W,C) conv (kh,kw,C,F) -> (B,Ho,Wo,F) as `patches` times one GEMM, in x's dtype.
+
+  `padding` is ((top, bottom), (left, right)) in pixels.
+  """
+  cols = patches(x, kernel.shape[:2], strides, padding)
+  return jnp.dot(cols, kernel.reshape(-1, kernel.shape[-1]).astype(x.dtype))
+
+
 def explicit_padding(padding, kernel_size, strides, in_size) -> tuple:
   """'SAME' | 'VALID' | ((lo, hi), (lo, hi)) -> ((lo, hi), (lo, hi)) as lax computes them."""
   if isinstance(padding, str):
     return tuple(lax.padtype_to_pads(in_size, kernel_size, strides, padding))
   return tuple(tuple(p) for p in padding)
+
+
+def implementation(impl: str, features: int, in_size, kernel_size, pads) -> str:
+  """`resolve` for one conv of a (·,*in_size,·) input; `pads` as from `explicit_padding`."""
+  whole_map = tuple(in_size) == tuple(kernel_size) and pads == ((0, 0), (0, 0))
+  return resolve(impl, features, whole_map)
 
 
 class Conv(nn.Module):
@@ -80,10 +95,8 @@ class Conv(nn.Module):
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (*kernel_size, x.shape[-1], self.features), jnp.float32)
     pads = explicit_padding(self.padding, kernel_size, strides, x.shape[1:3])
-    whole_map = tuple(x.shape[1:3]) == kernel_size and pads == ((0, 0), (0, 0))
-    if resolve(self.impl, self.features, whole_map) == 'matmul':
-      cols = patches(x, kernel_size, strides, pads)
-      y = jnp.dot(cols, kernel.reshape(-1, self.features).astype(x.dtype))
+    if implementation(self.impl, self.features, x.shape[1:3], kernel_size, pads) == 'matmul':
+      y = matmul_conv(x, kernel, strides, pads)
     else:
       y = lax.conv_general_dilated(x, kernel.astype(x.dtype), strides, pads,
                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))

@@ -1,0 +1,129 @@
+"""egm's fast convolution for a user's plain `flax.linen.Conv` layers, without rewriting them.
+
+    with egm.nets.fast_convolutions():           # around tracing: jit, grad, a sampler call
+      x, info = langevin(energy, x0, key, ...)
+
+    energy = egm.nets.fast_convolutions()(energy)  # or as a decorator of the energy function
+
+Inside the context a `flax.linen.intercept_methods` interceptor computes each eligible
+`nn.Conv.__call__` as `conv.matmul_conv` (im2col + one GEMM) with the layer's own parameters
+('kernel' (kh, kw, cin, cout), 'bias' (cout,), created by the layer's initialisers), so
+parameters, outputs and gradients are those of `nn.Conv` up to float32 rounding. It is a
+context manager rather than a sampler option because the implementation of a convolution
+belongs to the network, not to the sampler: the same context covers `langevin`, `mala`, a
+loss through a chain, or a whole training step, and decorating the energy function keeps
+it on wherever that function is traced.
+
+The interceptor acts while the function is traced: a `jax.jit` function traced outside
+the context keeps its compiled (lax) convolutions when called inside it.
+
+Eligible: a layer of exactly type `nn.Conv`, 2-D (input (*batch, H, W, C)), any strides,
+padding 'SAME', 'SAME_LOWER', 'VALID' or non-negative explicit pads, float32 input,
+parameters and compute, and none of: input or kernel dilation, feature groups, a mask,
+a precision, a custom `promote_dtype` or conv function. Every other layer, and every layer
+`conv.resolve` keeps on lax (any backend but CPU; under impl='auto' fewer than 64 output
+channels unless the kernel covers the whole map), runs the original `nn.Conv` call.
+`nn.ConvTranspose` is left alone: egm has no fast transposed convolution (its generators
+use `layers.Upsample2x`).
+"""
+import contextlib
+import functools
+
+import flax.linen as nn
+import jax.numpy as jnp
+from flax.linen import dtypes
+from flax.linen.linear import canonicalize_padding
+
+from egm.errors import EgmError
+from egm.nets import conv
+
+IMPLS = ('auto', 'matmul')
+PADDING_NAMES = ('SAME', 'SAME_LOWER', 'VALID')
+
+
+@contextlib.contextmanager
+def fast_convolutions(impl: str = 'auto'):
+  """Routes eligible `nn.Conv` calls traced inside through `conv.matmul_conv`.
+
+  `impl` 'auto' follows `conv.resolve` (the egm modules' choice: matmul on CPU for 64 or
+  more output channels); 'matmul' takes every eligible layer on any backend. Usable as a
+  decorator: `fast_convolutions()(fn)` enters the context on each call of `fn`.
+  """
+  if impl not in IMPLS:
+    raise EgmError(f'fast_convolutions(impl={impl!r}): impl must be one of {IMPLS} '
+                   "('auto': egm's own choice per layer and backend; 'matmul': always).")
+  with nn.intercept_methods(functools.partial(_intercept, impl=impl)):
+    yield
+
+
+def _intercept(next_fun, args, kwargs, context, *, impl):
+  """Flax interceptor: the fast call for an eligible `nn.Conv.__call__`, else `next_fun`."""
+  module = context.module
+  if type(module) is not nn.Conv or context.method_name != '__call__' or len(args) != 1 or kwargs:
+    return next_fun(*args, **kwargs)
+  inputs = args[0]
+  plan = _plan(module, inputs, impl)
+  if plan is None:
+    return next_fun(*args, **kwargs)
+  return _call(module, inputs, *plan)
+
+
+def _plan(module: nn.Conv, inputs, impl: str):
+  """(kernel_size, strides, pads) when `module` applied to `inputs` takes the matmul path."""
+  kernel_size = module.kernel_size
+  if isinstance(kernel_size, int) or len(kernel_size) != 2 or jnp.ndim(inputs) < 3:
+    return None
+  kernel_size = tuple(kernel_size)
+  strides, input_dilation, kernel_dilation = (
+      _pair(v) for v in (module.strides, module.input_dilation, module.kernel_dilation))
+  float32 = all(d is None or jnp.dtype(d) == jnp.float32
+                for d in (jnp.result_type(inputs), module.param_dtype, module.dtype))
+  plain = (input_dilation == (1, 1) and kernel_dilation == (1, 1)
+           and module.feature_group_count == 1 and module.mask is None
+           and module.precision is None and module.promote_dtype is dtypes.promote_dtype
+           and module.conv_general_dilated is None and module.conv_general_dilated_cls is None)
+  if strides is None or not (float32 and plain):
+    return None
+  pads = _explicit_pads(module.padding, kernel_size, strides, jnp.shape(inputs)[-3:-1])
+  if pads is None:
+    return None
+  in_size = jnp.shape(inputs)[-3:-1]
+  if conv.implementation(impl, module.features, in_size, kernel_size, pads) != 'matmul':
+    return None
+  return kernel_size, strides, pads
+
+
+def _pair(value):
+  """nn.Conv's int | (a, b) | None (= 1) as (a, b); None for any other length."""
+  if value is None:
+    return (1, 1)
+  if isinstance(value, int):
+    return (value, value)
+  value = tuple(value)
+  return value if len(value) == 2 else None
+
+
+def _explicit_pads(padding, kernel_size, strides, in_size):
+  """nn.Conv's padding as ((lo, hi), (lo, hi)) pixels; None for modes the fast path lacks."""
+  try:
+    padding = canonicalize_padding(padding, 2)
+  except ValueError:
+    return None  # nn.Conv's own call raises its error
+  if isinstance(padding, str):
+    if padding.upper() not in PADDING_NAMES:
+      return None
+    return conv.explicit_padding(padding.upper(), kernel_size, strides, in_size)
+  pads = tuple(tuple(p) for p in padding)
+  return pads if all(isinstance(v, int) and v >= 0 for p in pads for v in p) else None
+
+
+def _call(module: nn.Conv, inputs, kernel_size, strides, pads):
+  """`module`'s output for `inputs` (*batch, H, W, C) through `conv.matmul_conv`."""
+  batch_shape, image_shape = inputs.shape[:-3], inputs.shape[-3:]
+  x = jnp.reshape(inputs, (-1, *image_shape))
+  kernel = module.param('kernel', module.kernel_init,
+                        (*kernel_size, image_shape[-1], module.features), module.param_dtype)
+  y = conv.matmul_conv(x, kernel, strides, pads)
+  if module.use_bias:
+    y = y + module.param('bias', module.bias_init, (module.features,), module.param_dtype)
+  return jnp.reshape(y, (*batch_shape, *y.shape[1:]))
