@@ -66,6 +66,19 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.keep_checkpoints = 3
   config.train.max_minutes = 0.0  # >0: stop (with a checkpoint) after this time; one process
 
+  # The divergence guard (egm/guard.py) checks the metrics fetched at log steps and before
+  # every checkpoint against what the method watches (its `watch`, egm/methods/watch.py).
+  config.guard = ml_collections.ConfigDict()
+  config.guard.policy = 'stop'  # 'stop' (with a diagnosis) | 'rollback' | 'off'
+  config.guard.lr_factor = 0.3  # rollback: the learning rates are multiplied by this
+  config.guard.max_rollbacks = 3  # rollbacks before the guard stops the run
+  config.guard.max_abs_energy = 1e5  # |mean energy| above this is an explosion
+  config.guard.max_grad_norm = 1e7  # a watched gradient norm above this is an explosion
+  config.guard.max_energy_gap = 1e4  # |E(data) − E(samples)| above this has blown up
+  config.guard.min_relative_gap = 1e-6  # |gap| below this·max(1, |E|): a flat energy
+  config.guard.max_clamp_fraction = 0.5  # chain coordinates at the clamp above this: stuck
+  config.guard.min_spread = 0.03  # generator spread / data spread falling below this: collapsed
+
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 500
   config.eval.num_samples = 100  # images in the sample grid

@@ -59,6 +59,13 @@ class MetricWriter:
     elapsed = _duration(now - self._opened)
     print(f'step {step}/{self.total_steps}  elapsed {elapsed}  {shown}{eta}', flush=True)
 
+  def event(self, step: int, name: str, record: dict) -> None:
+    """Logs an event as `{"step": step, name: record}` in metrics.jsonl (a nested object,
+    so readers of scalar series skip it)."""
+    if self.enabled:
+      self.jsonl.write(json.dumps({'step': step, name: record}) + '\n')
+      self.jsonl.flush()
+
   def close(self) -> None:
     if self.enabled:
       self.jsonl.close()

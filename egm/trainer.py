@@ -3,8 +3,11 @@
 `update` is jitted once per training phase over the device mesh (batch sharded on
 `data`; state replicated except its `per_example` rows, sharded on `data`); the loop
 feeds each phase's batches, logs, writes sample grids and checkpoints, resumes from the
-newest checkpoint (in the phase it was written in) and saves on SIGTERM.
+newest checkpoint (in the phase it was written in) and saves on SIGTERM. The divergence
+guard (egm/guard.py) checks the metrics fetched at log steps and, with the state, before
+every checkpoint; it stops the run or rolls it back to the last good checkpoint.
 """
+import dataclasses
 import os
 import signal
 import time
@@ -15,7 +18,8 @@ import numpy as np
 from egm import data, experiment, parallel, phases
 from egm.checkpointing import Checkpointer
 from egm.evaluation import images
-from egm.methods import has_capability
+from egm.guard import Guard
+from egm.methods import has_capability, make_method
 from egm.metric_writer import MetricWriter
 
 
@@ -103,6 +107,22 @@ class _Phases:
     return self.updates[phase_index]
 
 
+def with_config(exp, config):
+  """`exp` with `config` and the method rebuilt from it (e.g. lowered learning rates; the
+  state's structure, optimiser states included, is unchanged)."""
+  return dataclasses.replace(exp, config=config, method=make_method(config, exp.data_spec))
+
+
+def roll_back(exp, checkpoints, schedule):
+  """`exp`'s state at its newest checkpoint (the initial state if none), compiled anew:
+  (compiled phases, step, phase index, state)."""
+  compiled = _Phases(exp)
+  phase_of = lambda step: schedule.index(step - 1) if step else 0  # the phase of its state
+  state, step = checkpoints.restore_latest(
+      lambda step: compiled.state_at(exp.init_state(), phase_of(step)))
+  return compiled, step, phase_of(step), state
+
+
 def describe(exp, workdir: str) -> str:
   """What the run resolved to, for the first lines of its output."""
   config, spec, dataset = exp.config, exp.data_spec, exp.dataset
@@ -121,6 +141,9 @@ def train(config, workdir: str):
   started = time.monotonic()
   exp = experiment.build(config)
   is_main = jax.process_index() == 0
+  guard = Guard(config, workdir, exp.method.watch, is_main, parallel.replicated(exp.mesh))
+  if guard.rollbacks:  # an earlier rollback of this run lowered its learning rates
+    exp = with_config(exp, guard.config(config))
   if is_main:
     print(describe(exp, workdir), flush=True)
   if is_main:
@@ -131,11 +154,10 @@ def train(config, workdir: str):
     parallel.check_batch_size(size, exp.mesh)
   checkpoints = Checkpointer(workdir, config.train.keep_checkpoints)
   compiled = _Phases(exp)
-  start_step = checkpoints.latest_step() or 0
+  state, start_step = checkpoints.restore_latest(  # the newest checkpoint that reads back
+      lambda step: compiled.state_at(exp.init_state(), schedule.index(step - 1) if step else 0))
   state_phase = schedule.index(start_step - 1) if start_step else 0
-  state = compiled.state_at(exp.init_state(), state_phase)
   if start_step:
-    state = checkpoints.restore(state)
     print(f'resumed from step {start_step} (phase {schedule.phases[state_phase].name})',
           flush=True)
   else:
@@ -148,12 +170,13 @@ def train(config, workdir: str):
   writer = MetricWriter(workdir, config.train.num_steps, enabled=is_main)
   last_log = time.monotonic()
   keys = experiment.run_keys(config.seed)
-  train_key = parallel.replicate(keys['train'], exp.mesh)  # once, not a transfer per step
+  train_key = parallel.replicate(guard.train_key(keys['train']), exp.mesh)  # not per step
   stop = _StopFlag()
   previous_handlers = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
   step = start_step
+  guard.verified = start_step - 1  # the restored state is vouched for by the next passing check
   batch_phase, batches = None, None
-  previous_metrics = None  # the step before the newest: at most two updates are ever queued
+  metrics = previous_metrics = None  # at most two updates are ever queued
   deadline = time.monotonic() + 60 * config.train.max_minutes
   try:
     while step < config.train.num_steps and not stop.requested:
@@ -182,10 +205,24 @@ def train(config, workdir: str):
         print(f'step {step}: the first update compiled and ran in '
               f'{time.monotonic() - started:.1f} s since start', flush=True)
         writer.start(step)
-      if (step % config.train.log_every == 0 or step == config.train.num_steps
-          or time.monotonic() - last_log >= config.train.log_seconds):
-        writer.write(step, jax.device_get(metrics))
-        last_log = time.monotonic()
+      log = (step % config.train.log_every == 0 or step == config.train.num_steps
+             or time.monotonic() - last_log >= config.train.log_seconds)
+      save = step % config.train.checkpoint_every == 0
+      if log or save:
+        host_metrics = jax.device_get(metrics)
+        finding = guard.check(step, host_metrics, state if save else None)
+        if finding is not None:  # stops (raises), or rolls back:
+          guard.handle(step, finding, config, writer, checkpoints)
+          exp = with_config(exp, guard.config(config))
+          compiled, step, state_phase, state = roll_back(exp, checkpoints, schedule)
+          train_key = parallel.replicate(guard.train_key(keys['train']), exp.mesh)
+          batches.close()
+          batch_phase, batches, metrics, previous_metrics = None, None, None, None
+          writer.start(step)
+          continue
+        if log:
+          writer.write(step, host_metrics)
+          last_log = time.monotonic()
       # every process runs the sharded sample program
       if sample is not None and step % config.train.sample_every == 0:
         samples = np.asarray(jax.device_get(sample(state, keys['sample'], config.eval.num_samples)))
@@ -193,8 +230,14 @@ def train(config, workdir: str):
           with images.figure_label(f'{config.method} on {exp.dataset.name}, step {step}'):
             save_samples(os.path.join(workdir, 'samples', f'step_{step:08d}.png'), samples,
                          config.eval.grid_extent)
-      if step % config.train.checkpoint_every == 0:
+      if save:
         checkpoints.save(step, state)
+    finding = None
+    if checkpoints.latest_step() != step and metrics is not None:
+      finding = guard.check(step, jax.device_get(metrics), state)
+    if finding is not None:  # stopped between checks: no checkpoint; a rerun resumes
+      guard.handle(step, finding, config, writer, checkpoints)
+      return state
     if checkpoints.latest_step() != step:
       checkpoints.save(step, state)
     if is_main:

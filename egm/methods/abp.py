@@ -23,6 +23,7 @@ import ml_collections
 from egm.errors import EgmError
 from egm.methods import base
 from egm.methods.contract import PER_EXAMPLE, Method, register
+from egm.methods.watch import Watch
 from egm.nets import make_networks
 from egm.sampling import langevin
 
@@ -47,6 +48,9 @@ def check_config(hp, sigma) -> None:
 @register('abp')
 class ABP(base.InferredLatentGenerator, Method):
   """Generator only; latents by Langevin inference, persistent per training example."""
+  watch = Watch(grad_norms=('chain_grad_norm_last',), learning_rates=('optim.lr_generator',),
+                knobs={'non_finite': ('optim.lr_generator', 'abp.step_size', 'model.sigma'),
+                       'grad_norm': ('abp.step_size', 'model.sigma')})
 
   @staticmethod
   def config_section():

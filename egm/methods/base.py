@@ -11,6 +11,7 @@ import optax
 
 from egm.errors import EgmError
 from egm.methods.contract import Method
+from egm.methods.watch import gradient_norms
 from egm.sampling import latent_posterior_energy
 
 
@@ -132,6 +133,7 @@ class JointLossMethod(Method):
   def update(self, state, batch, key):
     params = {name: state[name]['params'] for name in self.opt}
     grads, (metrics, stats) = jax.grad(self.loss, has_aux=True)(params, state, batch, key)
+    metrics = {**metrics, **gradient_norms(grads)}
     new_state = {name: apply_gradients(state[name], grads[name], self.opt[name], stats.get(name))
                  for name in self.opt}
     new_state['step'] = state['step'] + 1

@@ -12,6 +12,7 @@ import optax
 from egm.errors import EgmError
 from egm.methods import base
 from egm.methods.contract import Method, register
+from egm.methods.watch import Watch
 from egm.nets.classifier import ConvClassifier
 
 
@@ -26,6 +27,8 @@ class Classifier(Method):
   """Adam on the mean softmax cross-entropy of a ConvClassifier (a feature network)."""
   generative = False
   capabilities = frozenset({'logits', 'features'})
+  watch = Watch(learning_rates=('classifier.lr',),
+                knobs={'non_finite': ('classifier.lr', 'optim.grad_clip')})
 
   @staticmethod
   def config_section():

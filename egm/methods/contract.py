@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from egm.errors import EgmError
+from egm.methods.watch import Watch
 from egm.registry import add_to_registry
 
 PER_EXAMPLE = 'per_example'
@@ -123,10 +124,12 @@ class Method(abc.ABC):
     generative: False for methods that are not generative models (the classifier): they
       train with train.py but are not listed where generative methods are.
     capabilities: the names from CAPABILITIES this method implements.
+    watch: what the divergence guard checks in its update's metrics (egm/methods/watch.py).
   """
   name: ClassVar[str] = ''
   generative: ClassVar[bool] = True
   capabilities: ClassVar[frozenset[str]] = frozenset()
+  watch: ClassVar[Watch] = Watch()
 
   def __init__(self, hp, model, optim, data: DataSpec):
     """hp: this method's config section; model, optim: the shared sections; data: DataSpec."""

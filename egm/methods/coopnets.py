@@ -27,6 +27,7 @@ import ml_collections
 from egm.errors import EgmError
 from egm.methods import base
 from egm.methods.contract import Method, register
+from egm.methods.watch import Watch, clamp_fraction, gradient_norms, spread_ratio
 from egm.nets import make_networks, texture_latent_shape
 from egm.sampling import langevin, langevin_trajectory, latent_posterior_energy
 
@@ -57,6 +58,18 @@ def check_config(hp) -> None:
 class CoopNets(Method):
   """Descriptor E and generator G; samples are G's proposals revised by Langevin on E."""
   capabilities = frozenset({'energy', 'proposals', 'synthesize', 'complete', 'trajectory'})
+  watch = Watch(
+      energies=('energy_data', 'energy_revised'),
+      grad_norms=('grad_norm_energy', 'grad_norm_generator', 'chain_grad_norm_last'),
+      energy_gap=('energy_data', 'energy_revised'), clamp_fraction='clamp_fraction',
+      spread='proposal_spread', learning_rates=('optim.lr_energy', 'optim.lr_generator'),
+      knobs={'non_finite': ('optim.lr_energy', 'optim.lr_generator', 'coopnets.step_size'),
+             'energy': ('optim.lr_energy', 'coopnets.energy_l2'),
+             'grad_norm': ('optim.lr_energy', 'coopnets.step_size'),
+             'energy_gap': ('optim.lr_energy', 'coopnets.step_size', 'coopnets.n_steps'),
+             'flat_energy': ('optim.lr_energy',),
+             'clamp': ('coopnets.step_size', 'coopnets.clamp'),
+             'collapse': ('optim.lr_generator', 'model.sigma')})
 
   @staticmethod
   def config_section():
@@ -161,12 +174,16 @@ class CoopNets(Method):
         'revision_mse': base.masked_mse(x_revised, x_proposed),
         'chain_grad_norm_first': info.grad_norm[0],
         'chain_grad_norm_last': info.grad_norm[-1],
+        'proposal_spread': spread_ratio(x_proposed, x_data),
     }
+    if self.chain['clip'] is not None:
+      metrics['clamp_fraction'] = clamp_fraction(x_revised, self.chain['clip'])
     return diff + self.hp.energy_l2 * jnp.mean(jnp.square(e)) + g_loss, (metrics, g_stats)
 
   def update(self, state, batch, key):
     params = {name: state[name]['params'] for name in ('energy', 'generator')}
     grads, (metrics, g_stats) = jax.grad(self.loss, has_aux=True)(params, state, batch, key)
+    metrics.update(gradient_norms(grads))
     new_state = {
         'energy': base.apply_gradients(state['energy'], grads['energy'], self.opt['energy']),
         'generator': base.apply_gradients(state['generator'], grads['generator'],

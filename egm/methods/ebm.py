@@ -29,6 +29,7 @@ import ml_collections
 from egm.errors import EgmError
 from egm.methods import base
 from egm.methods.contract import PER_EXAMPLE, Method, register
+from egm.methods.watch import Watch, clamp_fraction, gradient_norms, spread_ratio
 from egm.nets import make_networks
 from egm.sampling import adapt_step_size, langevin, langevin_trajectory, mala
 
@@ -59,6 +60,18 @@ def check_config(hp, batch_size: int) -> None:
 class EBM(Method):
   """Energy network only; samples come from the Langevin sampler."""
   capabilities = frozenset({'energy', 'long_run', 'trajectory'})
+  watch = Watch(
+      energies=('energy_data', 'energy_sample'),
+      grad_norms=('grad_norm_energy', 'chain_grad_norm_last'),
+      energy_gap=('energy_data', 'energy_sample'), clamp_fraction='clamp_fraction',
+      spread='sample_spread', learning_rates=('optim.lr_energy',),
+      knobs={'non_finite': ('optim.lr_energy', 'ebm.step_size', 'optim.grad_clip'),
+             'energy': ('optim.lr_energy', 'ebm.energy_l2'),
+             'grad_norm': ('optim.lr_energy', 'ebm.step_size'),
+             'energy_gap': ('optim.lr_energy', 'ebm.step_size', 'ebm.n_steps'),
+             'flat_energy': ('optim.lr_energy',),
+             'clamp': ('ebm.step_size', 'ebm.clamp'),
+             'collapse': ('ebm.noise_scale', 'ebm.n_steps', 'ebm.init_low', 'ebm.init_high')})
 
   @staticmethod
   def config_section():
@@ -183,12 +196,16 @@ class EBM(Method):
         'energy_diff': diff,
         'chain_grad_norm_first': info.grad_norm[0],
         'chain_grad_norm_last': info.grad_norm[-1],
+        'sample_spread': spread_ratio(x_neg, x_data),
     }
+    if self.clip is not None:
+      metrics['clamp_fraction'] = clamp_fraction(x_neg, self.clip)
     return diff + self.hp.energy_l2 * jnp.mean(jnp.square(e)), (metrics, x_neg, rows)
 
   def update(self, state, batch, key):
     grads, (metrics, x_neg, rows) = jax.grad(self.loss, has_aux=True)(
         state['energy']['params'], state, batch, key)
+    metrics.update(gradient_norms({'energy': grads}))
     new_state = dict(state, energy=base.apply_gradients(state['energy'], grads, self.opt),
                      step=state['step'] + 1)
     if rows is not None:

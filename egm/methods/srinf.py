@@ -80,6 +80,7 @@ from jax import lax
 from egm.errors import EgmError
 from egm.methods import base
 from egm.methods.contract import Method, register
+from egm.methods.watch import Watch
 from egm.nets import Networks, make_networks
 from egm.nets.hierarchical import check_fits, parse_latent_dims
 from egm.sampling import init_state, langevin
@@ -176,6 +177,11 @@ def short_run(energy_fn, z0, key, delta, reverse=None, remat=False) -> ShortRun:
 class Srinf(base.InferredLatentGenerator, Method):
   """Multi-layer latent generator; short-run Langevin inference from the prior with a
   step size learned by minimising an upper bound on KL(q_K ‖ posterior)."""
+  watch = Watch(grad_norms=('chain_grad_norm_last',),
+                learning_rates=('optim.lr_generator', 'srinf.lr_step_size'),
+                knobs={'non_finite': ('optim.lr_generator', 'srinf.lr_step_size',
+                                      'srinf.step_size'),
+                       'grad_norm': ('srinf.step_size', 'srinf.lr_step_size', 'model.sigma')})
 
   @staticmethod
   def config_section():

@@ -38,6 +38,7 @@ import ml_collections
 from egm.errors import EgmError
 from egm.methods import base
 from egm.methods.contract import register
+from egm.methods.watch import Watch, spread_ratio
 from egm.nets import make_networks
 
 LOSS_FORMS = ('gaussian', 'reference_code')
@@ -47,6 +48,18 @@ LOSS_FORMS = ('gaussian', 'reference_code')
 class Triangle(base.LatentGenerator, base.JointLossMethod):
   """Generator + energy + encoder, amortized; no MCMC."""
   capabilities = base.LatentGenerator.capabilities | {'energy'}
+  watch = Watch(
+      energies=('energy_data', 'energy_gen'),
+      grad_norms=('grad_norm_energy', 'grad_norm_generator', 'grad_norm_encoder'),
+      energy_gap=('energy_data', 'energy_gen'), spread='generator_spread',
+      learning_rates=('optim.lr_energy', 'optim.lr_generator', 'optim.lr_encoder'),
+      knobs={'non_finite': ('optim.lr_energy', 'optim.lr_generator', 'optim.lr_encoder'),
+             'energy': ('optim.lr_energy', 'triangle.energy_l2'),
+             'grad_norm': ('optim.lr_energy', 'optim.grad_clip'),
+             'energy_gap': ('optim.lr_energy', 'triangle.energy_l2', 'triangle.energy_weight'),
+             'flat_energy': ('optim.lr_energy',),
+             'collapse': ('optim.lr_generator', 'triangle.energy_weight',
+                          'triangle.entropy_weight')})
 
   @staticmethod
   def config_section():
@@ -135,6 +148,7 @@ class Triangle(base.LatentGenerator, base.JointLossMethod):
         'rec_mse': base.masked_mse(x, x_rec, mask),
         'kl': jnp.mean(kl),
         'neg_log_q': jnp.mean(neg_log_q),
+        'generator_spread': spread_ratio(x_gen, x),
     }
     return total, (metrics, {'generator': g_stats, 'encoder': i_stats})
 

@@ -4,6 +4,7 @@ import jax.numpy as jnp
 
 from egm.methods import base
 from egm.methods.contract import register
+from egm.methods.watch import Watch, spread_ratio
 from egm.nets import make_networks
 
 
@@ -12,6 +13,12 @@ class VAE(base.LatentGenerator, base.JointLossMethod):
   """Loss per example: ‖mask·(x − G(z))‖²/(2σ²) + KL(q(z|x) ‖ N(0, I)), z ~ q(z|x), the
   negative ELBO of x = G(z) + N(0, σ²) on the observed pixels (mask 1 = observed; the
   encoder sees [x·mask, mask], see `LatentGenerator.encoder_input`)."""
+  watch = Watch(
+      grad_norms=('grad_norm_generator', 'grad_norm_encoder'), spread='reconstruction_spread',
+      learning_rates=('optim.lr_generator', 'optim.lr_encoder'),
+      knobs={'non_finite': ('optim.lr_generator', 'optim.lr_encoder', 'model.sigma'),
+             'grad_norm': ('optim.lr_generator', 'optim.lr_encoder', 'optim.grad_clip'),
+             'collapse': ('model.sigma', 'optim.lr_encoder')})
 
   def setup(self):
     self.nets = make_networks(self.model_config, self.data.x_shape, 'generator', 'encoder')
@@ -43,5 +50,6 @@ class VAE(base.LatentGenerator, base.JointLossMethod):
     kl = base.gaussian_kl(mu, logvar)
     total = jnp.mean(rec + kl)
     metrics = {'loss': total, 'rec': jnp.mean(rec), 'kl': jnp.mean(kl),
-               'rec_mse': base.masked_mse(x, x_rec, mask)}
+               'rec_mse': base.masked_mse(x, x_rec, mask),
+               'reconstruction_spread': spread_ratio(x_rec, x)}
     return total, (metrics, {'generator': g_stats, 'encoder': i_stats})
