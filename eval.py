@@ -2,22 +2,24 @@
 `--config.<key>=<value>` overrides it; `--config=FILE` is needed only without a config.json)."""
 from absl import flags
 
-from egm import cli
+from egm import cli, config_checks, distributed
 
 _CONFIG, _WORKDIR = cli.define_run_flags(
     'Optional: the run\'s config.json is used; a config file only for a workdir without one.',
     config_required=False)
 flags.adopt_module_key_flags(cli)
+flags.adopt_module_key_flags(distributed)
 
 
 def main(argv):
   del argv
-  cli.initialize_distributed()
+  distributed.initialize()
   from egm.evaluation import evaluate  # after flag parsing, so --help is fast
   cli.check_workdir(_WORKDIR.value)
   given = _CONFIG.value if cli.config_given() else None
   config = evaluate.run_config(_WORKDIR.value, given, cli.override_values())
   cli.print_config_and_exit(config)
+  config_checks.check(config)
   evaluate.evaluate(config, _WORKDIR.value)
 
 

@@ -8,9 +8,11 @@ the `egm` package of a source checkout (`pip install -e .`).
 """
 import os
 import sys
+import tempfile
 
 from absl import app, flags, logging
 
+from egm import config_checks, distributed
 from egm.errors import EgmError
 
 REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -69,39 +71,58 @@ def _resolve_config_flag(argv):
 
 
 def parse_flags(argv):
-  """absl flag parser that turns bad `--config` files and overrides into EgmError text."""
+  """absl flag parser for `app.run`: a bad flag, config file or override prints one paragraph
+  and exits 2."""
   try:
-    return flags.FLAGS(_resolve_config_flag(argv))
+    return parse(argv)
   except EgmError as e:
-    message = str(e)
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+def parse(argv, flag_values=flags.FLAGS):
+  """Parses `argv` into `flag_values`; a bad flag, config file or override is an EgmError."""
+  try:
+    return flag_values(_resolve_config_flag(argv))
+  except EgmError:
+    raise
+  except SyntaxError as e:
+    raise EgmError(f'The config file {e.filename} is not valid Python: {e.msg} (line {e.lineno}). '
+                   'Fix the file, or start from one of the repository\'s configs/*.py.') from e
   except flags.Error as e:
     detail = str(e)
     if 'Traceback' in detail:  # a config file that raised: keep its final line
       detail = [line for line in detail.splitlines() if line.strip()][-1]
-    message = f'{detail}. Run with --helpshort to see the flags.'
+    raise EgmError(f'{detail.rstrip(".")}. Run with --helpshort to see the flags.') from e
   except (AttributeError, KeyError) as e:
     detail = str(e).strip('\'"').replace('\\n', ' ').replace('\\', '')
-    message = (f'Unknown config key in a --config.<key>=<value> override: {detail}. Print every '
-               'key of a config with its value: python train.py --config=FILE --print_config '
-               '(the keys are declared in egm/config_defaults.py and in each method\'s '
-               'config_section()).')
+    if "attribute 'get_config" in detail:
+      raise EgmError('The config file defines no get_config(arg=None) function returning the '
+                     'ConfigDict; see configs/triangle_digits.py for the form.') from e
+    raise EgmError(f'Unknown config key in a --config.<key>=<value> override: {detail}. Print '
+                   'every key of a config with its value: python train.py --config=FILE '
+                   '--print_config (the keys are declared in egm/config_defaults.py and in each '
+                   'method\'s config_section()).') from e
   except (TypeError, ValueError) as e:
-    message = (f'Bad --config argument: {e}. Pass --config=configs/NAME.py, optionally with '
-               '":smoke" for a seconds-long run, and overrides as --config.<key>=<value>.')
-  print(f'error: {message}', file=sys.stderr)
-  sys.exit(2)
+    raise EgmError(f'Bad --config argument: {e}. Pass --config=configs/NAME.py, optionally with '
+                   '":smoke" for a seconds-long run, and overrides as --config.<key>=<value>.'
+                   ) from e
 
 
-def define_run_flags(config_help: str, config_required: bool = True):
+def define_run_flags(config_help: str, config_required: bool = True,
+                     flag_values=flags.FLAGS):
   """The flags of train.py and eval.py; returns the (config, workdir) flag holders."""
   from ml_collections import config_flags
-  config = config_flags.DEFINE_config_file('config', None, config_help, lock_config=True)
-  workdir = flags.DEFINE_string('workdir', None, 'The run directory: checkpoints, logs, samples.')
+  config = config_flags.DEFINE_config_file('config', None, config_help, lock_config=True,
+                                           flag_values=flag_values)
+  workdir = flags.DEFINE_string('workdir', None, 'The run directory: checkpoints, logs, samples.',
+                                flag_values=flag_values)
   flags.DEFINE_bool('print_config', False, 'Print the resolved config (every key with its '
-                    'value) and exit.')
-  flags.mark_flags_as_required(['config', 'workdir'] if config_required else ['workdir'])
+                    'value) and exit.', flag_values=flag_values)
+  flags.mark_flags_as_required(['config', 'workdir'] if config_required else ['workdir'],
+                               flag_values=flag_values)
   _OPTIONAL_CONFIG['optional'] = not config_required
-  _define_distributed_flags()
+  distributed.define_flags(flag_values)
   return config, workdir
 
 
@@ -119,31 +140,31 @@ def print_config_and_exit(config) -> None:
 
 
 def check_workdir(workdir: str) -> None:
-  """Raises EgmError when `workdir` exists but is not a directory."""
+  """Raises EgmError when `workdir` is empty or exists but is not a directory."""
+  if not workdir:
+    raise EgmError('--workdir is empty. Pass the run directory, e.g. --workdir=runs/digits.')
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise EgmError(f'--workdir={workdir} is a file, not a directory. Pass a new or existing '
                    'run directory.')
 
 
-def _define_distributed_flags():
-  """Flags for multi-process runs; all unset means one process (or cluster auto-detection)."""
-  flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() (auto-detects TPU '
-                    'pods, SLURM, ...); implied by --coordinator_address.')
-  flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for a manual launch.')
-  flags.DEFINE_integer('num_processes', None, 'Number of processes, for a manual launch.')
-  flags.DEFINE_integer('process_id', None, 'This process\'s index, for a manual launch.')
-
-
-def initialize_distributed():
-  """Joins the processes of a multi-process run, as the distributed flags ask."""
-  import jax
-  f = flags.FLAGS
-  if f.distributed or f.coordinator_address:
-    jax.distributed.initialize(f.coordinator_address, f.num_processes, f.process_id)
+def check_run(config, workdir: str) -> None:
+  """What train.py checks before it reads data: `workdir` is, or now becomes, a directory it
+  can write to, and no value of `config` is impossible (egm/config_checks.py)."""
+  check_workdir(workdir)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with tempfile.TemporaryFile(dir=workdir):
+      pass
+  except OSError as e:
+    raise EgmError(f'--workdir={workdir} cannot be written: {e.strerror} ({e.filename}). Pass '
+                   'a directory you can create and write to.') from e
+  config_checks.check(config)
 
 
 def run(main):
-  """`app.run(main)` where an EgmError raised by `main` prints its message and exits 2."""
+  """`app.run(main)` where an EgmError raised by `main` prints its message and exits 2, and a
+  collective that fails because another process died prints that and exits 1 at once."""
   def guarded(argv):
     if not flags.FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)  # library INFO logs (Orbax) drown the progress lines
@@ -152,4 +173,8 @@ def run(main):
     except EgmError as e:
       print(f'error: {e}', file=sys.stderr)
       sys.exit(2)
+    except RuntimeError as e:
+      if not distributed.lost_a_process(e):
+        raise
+      distributed.stop_after_lost_process(e)
   app.run(guarded, flags_parser=parse_flags)

@@ -41,7 +41,7 @@ def load_npz(argument: str, options: LoadOptions) -> Dataset:
     test = _split(arrays, 'x_test', 'label_test', path, options)
   name = os.path.splitext(os.path.basename(path))[0]
   num_classes = None
-  if train.label is not None:
+  if train.label is not None and len(train.label):
     num_classes = int(train.label.max()) + 1
   if train.x.dtype == np.float32:
     return Dataset(name=name, kind='points', train=train, test=test,

@@ -73,12 +73,23 @@ def load_dataset(data_config) -> Dataset:
       data_dir=data_config.data_dir,
       texture_size=int(data_config.texture_size))
   dataset = _LOADERS[prefix](argument, options)
+  _check_not_empty(dataset, source, options)
   if data_config.holdout > 0:
     dataset = hold_out(dataset, int(data_config.holdout))
   if data_config.max_examples > 0:
     dataset = dataclasses.replace(
         dataset, train=dataset.train.subset(int(data_config.max_examples)))
   return dataset
+
+
+def _check_not_empty(dataset: Dataset, source: str, options: LoadOptions) -> None:
+  """Raises EgmError when the training split, or a test split that exists, has no examples."""
+  for split, name in ((dataset.train, options.train_split), (dataset.test, options.test_split)):
+    if split is not None and len(split) == 0:
+      raise EgmError(
+          f'The {name} split of the data source {source!r} has no examples. Point '
+          '--config.data.source at data with examples in both splits, or choose another '
+          'split with --config.data.train_split / --config.data.test_split.')
 
 
 def hold_out(dataset: Dataset, n: int, seed: int = SUBSET_SEED) -> Dataset:

@@ -1,0 +1,95 @@
+"""Multi-process runs: the launch flags, joining the processes, and stopping when one dies.
+
+A process that dies (killed, preempted, crashed) must not leave the others waiting forever:
+a collective with a dead peer fails at once (Gloo on CPU: connection reset), and a process
+that stops answering is noticed by the JAX coordination service within --heartbeat_timeout
+seconds, after which JAX itself terminates the others ("the JAX distributed service detected
+fatal errors").
+"""
+import os
+import sys
+
+from absl import flags
+
+from egm.errors import EgmError
+
+_LAUNCH_FLAGS = ('coordinator_address', 'num_processes', 'process_id')
+
+
+def define_flags(flag_values=flags.FLAGS):
+  """Flags for multi-process runs; all unset means one process (or cluster auto-detection)."""
+  fv = {'flag_values': flag_values}
+  flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() (auto-detects TPU '
+                    'pods, SLURM, ...); implied by --coordinator_address.', **fv)
+  flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for a manual launch.',
+                      **fv)
+  flags.DEFINE_integer('num_processes', None, 'Number of processes, for a manual launch.', **fv)
+  flags.DEFINE_integer('process_id', None, 'This process\'s index, for a manual launch.', **fv)
+  flags.DEFINE_integer('heartbeat_timeout', 100, 'Seconds: a process not heard from for this '
+                       'long counts as dead, and the other processes of the run stop.', **fv)
+  flags.DEFINE_integer('initialization_timeout', 300, 'Seconds to wait for every process to '
+                       'join before giving up.', **fv)
+
+
+def check_flags(f) -> None:
+  """Raises EgmError unless the launch flags of `f` (absl FlagValues) fit together."""
+  given = {name: f[name].value for name in _LAUNCH_FLAGS}
+  if f.heartbeat_timeout < 1 or f.initialization_timeout < 1:
+    raise EgmError(f'--heartbeat_timeout={f.heartbeat_timeout} and --initialization_timeout='
+                   f'{f.initialization_timeout} are seconds and must be at least 1.')
+  if all(value is None for value in given.values()):
+    return
+  missing = [f'--{name}' for name, value in given.items() if value is None]
+  if missing:
+    raise EgmError('A manual multi-process launch needs --coordinator_address, --num_processes '
+                   f'and --process_id together; {", ".join(missing)} is missing. Give all three '
+                   '(or --distributed alone on a TPU pod or SLURM cluster).')
+  if not 0 <= given['process_id'] < given['num_processes']:
+    raise EgmError(f'--process_id={given["process_id"]} must lie in [0, --num_processes='
+                   f'{given["num_processes"]}): number the processes 0 to N-1.')
+
+
+def initialize():
+  """Joins the processes of a multi-process run, as the flags ask (nothing for one process)."""
+  f = flags.FLAGS
+  check_flags(f)
+  if not (f.distributed or f.coordinator_address):
+    return
+  import jax
+  try:
+    jax.distributed.initialize(f.coordinator_address, f.num_processes, f.process_id,
+                               initialization_timeout=f.initialization_timeout,
+                               heartbeat_timeout_seconds=f.heartbeat_timeout)
+  except (RuntimeError, ValueError) as e:
+    raise EgmError(f'The processes of this run did not all join within '
+                   f'--initialization_timeout={f.initialization_timeout} s ({first_line(e)}). '
+                   'Start every process with the same --coordinator_address and --num_processes '
+                   'and check that process 0 runs and its address is reachable.') from e
+
+
+def first_line(error: BaseException) -> str:
+  """The first non-blank line of `error`'s message."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  return lines[0] if lines else type(error).__name__
+
+
+def lost_a_process(error: BaseException) -> bool:
+  """Whether `error` is a failed collective of a multi-process run (a peer died or stopped)."""
+  jax = sys.modules.get('jax')
+  return (jax is not None and isinstance(error, jax.errors.JaxRuntimeError)
+          and jax.distributed.is_initialized() and jax.process_count() > 1)
+
+
+def stop_after_lost_process(error: BaseException) -> None:
+  """Prints why this process stops and exits with status 1 at once.
+
+  `os._exit` skips JAX's exit handler, whose shutdown barrier would wait for the dead process
+  until --heartbeat_timeout and then abort with a C++ stack trace.
+  """
+  import jax
+  print(f'error: process {jax.process_index()} of {jax.process_count()} stops: a collective '
+        f'with the other processes failed ({first_line(error)}), so another process of this '
+        'run died or was stopped (see its log). Start all processes again with the same '
+        'command: training resumes from the newest checkpoint.', file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  os._exit(1)
