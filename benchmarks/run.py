@@ -15,12 +15,13 @@ import sys
 
 import jax
 
-from benchmarks import compile_time, langevin_speed, memory, precision, torch_chain, training
+from benchmarks import compile_time, flax_fast_path, langevin_speed, memory, precision, torch_chain
+from benchmarks import training
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 # XLA:CPU options compared in subprocesses (each needs a fresh process).
-SECTIONS = ('langevin', 'flags', 'precision', 'compile', 'memory', 'training', 'scaling')
+SECTIONS = ('langevin', 'flags', 'precision', 'flax', 'compile', 'memory', 'training', 'scaling')
 FLAG_OPTIONS = ['', '--xla_cpu_use_onednn=true', '--xla_cpu_use_xnnpack=true',
                 '--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY']
 
@@ -183,6 +184,10 @@ def main():
     emit('Energy compute precision (batch 64, model.energy_dtype; chain states float32)',
          ['energy dtype', 'chain', 'GFLOP/s', 'GEMM GFLOP/s (same dtype)', 'of GEMM rate',
           'speed-up vs float32'], precision_rows(64, repeats))
+  if 'flax' in only:
+    emit(f'A plain flax.linen ConvNet energy (batch 64, K={flax_fast_path.STEPS_PER_CALL} '
+         'steps per call, timed in turn): egm.nets.fast_convolutions',
+         ['chain', 'time', 'speed vs egm modules', 'compile'], flax_fast_path.rows(64, repeats))
   if 'compile' in only:
     emit('Compile time of the K-step sampler (batch 64)', ['K', 'compile', 'ratio to K=10'],
          compile_rows((10, 100, 500)))
