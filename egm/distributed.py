@@ -7,7 +7,9 @@ seconds, after which JAX itself terminates the others ("the JAX distributed serv
 fatal errors").
 """
 import os
+import socket
 import sys
+import time
 
 from absl import flags
 
@@ -47,6 +49,34 @@ def check_flags(f) -> None:
   if not 0 <= given['process_id'] < given['num_processes']:
     raise EgmError(f'--process_id={given["process_id"]} must lie in [0, --num_processes='
                    f'{given["num_processes"]}): number the processes 0 to N-1.')
+  _host_port(given['coordinator_address'])
+
+
+def _host_port(address: str) -> tuple[str, int]:
+  """('host', port) of a HOST:PORT address; EgmError when it is not one."""
+  host, _, port = address.rpartition(':')
+  if not host or not port.isdigit():
+    raise EgmError(f'--coordinator_address={address} is not HOST:PORT (e.g. 10.0.0.1:12345): '
+                   'give the host of process 0 and a free port on it.')
+  return host.strip('[]'), int(port)
+
+
+def _wait_for_coordinator(address: str, timeout: int) -> None:
+  """Returns once process 0's coordinator at `address` accepts connections; EgmError after
+  `timeout` seconds (JAX itself would abort the process with a C++ stack trace)."""
+  host, port = _host_port(address)
+  deadline = time.monotonic() + timeout
+  while True:
+    try:
+      with socket.create_connection((host, port), timeout=1):
+        return
+    except OSError as e:
+      if time.monotonic() > deadline:
+        raise EgmError(f'The processes of this run did not all join within '
+                       f'--initialization_timeout={timeout} s: process 0 (the coordinator at '
+                       f'{address}) does not answer ({e.strerror or e}). Start process 0 with '
+                       'the same --coordinator_address, or fix the address.') from e
+      time.sleep(0.5)
 
 
 def initialize():
@@ -55,16 +85,18 @@ def initialize():
   check_flags(f)
   if not (f.distributed or f.coordinator_address):
     return
+  if f.coordinator_address and f.process_id != 0:
+    _wait_for_coordinator(f.coordinator_address, f.initialization_timeout)
   import jax
   try:
     jax.distributed.initialize(f.coordinator_address, f.num_processes, f.process_id,
                                initialization_timeout=f.initialization_timeout,
                                heartbeat_timeout_seconds=f.heartbeat_timeout)
-  except (RuntimeError, ValueError) as e:
-    raise EgmError(f'The processes of this run did not all join within '
-                   f'--initialization_timeout={f.initialization_timeout} s ({first_line(e)}). '
-                   'Start every process with the same --coordinator_address and --num_processes '
-                   'and check that process 0 runs and its address is reachable.') from e
+  except (RuntimeError, ValueError) as e:  # --distributed where JAX detects no cluster
+    raise EgmError(f'JAX could not set up the processes of this run ({first_line(e)}). '
+                   '--distributed alone works where JAX detects the cluster (TPU pods, SLURM, '
+                   '...); elsewhere start each process with --coordinator_address, '
+                   '--num_processes and --process_id.') from e
 
 
 def first_line(error: BaseException) -> str:
