@@ -49,6 +49,7 @@ FALLBACKS = {
     'mask': dict(features=4, kernel_size=(3, 3), mask=jnp.tril(jnp.ones((3, 3, 3, 4)))),
     'precision': dict(features=4, kernel_size=(3, 3), precision='highest'),
     'bfloat16': dict(features=4, kernel_size=(3, 3), dtype=jnp.bfloat16),
+    'empty_output': dict(features=4, kernel_size=(9, 9), padding='VALID'),
 }
 X = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
 

@@ -84,10 +84,10 @@ def _plan(module: nn.Conv, inputs, impl: str):
            and module.conv_general_dilated is None and module.conv_general_dilated_cls is None)
   if strides is None or not (float32 and plain):
     return None
-  pads = _explicit_pads(module.padding, kernel_size, strides, jnp.shape(inputs)[-3:-1])
-  if pads is None:
-    return None
   in_size = jnp.shape(inputs)[-3:-1]
+  pads = _explicit_pads(module.padding, kernel_size, strides, in_size)
+  if pads is None or any(n + lo + hi < k for n, (lo, hi), k in zip(in_size, pads, kernel_size)):
+    return None  # a mode the fast path lacks, or an empty output: nn.Conv's own call
   if conv.implementation(impl, module.features, in_size, kernel_size, pads) != 'matmul':
     return None
   return kernel_size, strides, pads
