@@ -148,7 +148,7 @@ class Triangle(base.LatentGenerator, base.JointLossMethod):
         'rec_mse': base.masked_mse(x, x_rec, mask),
         'kl': jnp.mean(kl),
         'neg_log_q': jnp.mean(neg_log_q),
-        'generator_spread': spread_ratio(x_gen, x),
+        'generator_spread': spread_ratio(x_gen, x, mask),
     }
     return total, (metrics, {'generator': g_stats, 'encoder': i_stats})
 

@@ -51,5 +51,5 @@ class VAE(base.LatentGenerator, base.JointLossMethod):
     total = jnp.mean(rec + kl)
     metrics = {'loss': total, 'rec': jnp.mean(rec), 'kl': jnp.mean(kl),
                'rec_mse': base.masked_mse(x, x_rec, mask),
-               'reconstruction_spread': spread_ratio(x_rec, x)}
+               'reconstruction_spread': spread_ratio(x_rec, x, mask)}
     return total, (metrics, {'generator': g_stats, 'encoder': i_stats})

@@ -45,10 +45,11 @@ def gradient_norms(grads: dict) -> dict:
   return {f'grad_norm_{name}': optax.tree.norm(g) for name, g in grads.items()}
 
 
-def spread_ratio(x, reference):
+def spread_ratio(x, reference, mask=None):
   """Root mean pairwise squared distance of the rows of x over that of `reference`: scalar.
 
-  x, reference: (B, ...). The mean pairwise squared distance of n rows is
+  x, reference: (B, ...); `mask` (1 = observed, broadcasting to both): only observed
+  entries count. The mean pairwise squared distance of n rows is
   2n/(n − 1) times their mean squared distance from their centroid, so this costs O(B·D);
   0 when every row of x is the same (a collapsed generator), about 1 when x spreads as
   the data does.
@@ -57,6 +58,8 @@ def spread_ratio(x, reference):
     a = a.reshape(a.shape[0], -1)
     return jnp.mean(jnp.sum(jnp.square(a - jnp.mean(a, axis=0)), axis=1))
 
+  if mask is not None:
+    x, reference = x * mask, reference * mask
   return jnp.sqrt(mean_sq_distance_from_centroid(x)
                   / jnp.maximum(mean_sq_distance_from_centroid(reference), 1e-12))
 
