@@ -173,7 +173,7 @@ def run(main):
     except EgmError as e:
       print(f'error: {e}', file=sys.stderr)
       sys.exit(2)
-    except RuntimeError as e:
+    except (RuntimeError, ValueError) as e:
       if not distributed.lost_a_process(e):
         raise
       distributed.stop_after_lost_process(e)

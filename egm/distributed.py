@@ -1,12 +1,14 @@
 """Multi-process runs: the launch flags, joining the processes, and stopping when one dies.
 
 A process that dies (killed, preempted, crashed) must not leave the others waiting forever:
-a collective with a dead peer fails at once (Gloo on CPU: connection reset), and a process
-that stops answering is noticed by the JAX coordination service within --heartbeat_timeout
-seconds, after which JAX itself terminates the others ("the JAX distributed service detected
-fatal errors").
+their next computation with it fails at once (Gloo on CPU: connection reset), and `cli.run`
+then prints why with `stop_after_lost_process` and exits. A process that hangs without dying
+is noticed by the JAX coordination service after --heartbeat_timeout seconds, and JAX itself
+terminates the others ("the JAX distributed service detected fatal errors"); it takes no
+callback for that from Python.
 """
 import os
+import re
 import socket
 import sys
 import time
@@ -106,10 +108,14 @@ def first_line(error: BaseException) -> str:
 
 
 def lost_a_process(error: BaseException) -> bool:
-  """Whether `error` is a failed collective of a multi-process run (a peer died or stopped)."""
+  """Whether `error` is a failed computation of a multi-process run, raised as it runs
+  (JaxRuntimeError) or when its result is next used (ValueError with the runtime's status,
+  e.g. 'UNKNOWN: Gloo all-reduce failed: ... Connection reset by peer')."""
   jax = sys.modules.get('jax')
-  return (jax is not None and isinstance(error, jax.errors.JaxRuntimeError)
-          and jax.distributed.is_initialized() and jax.process_count() > 1)
+  if jax is None or not jax.distributed.is_initialized() or jax.process_count() < 2:
+    return False
+  return isinstance(error, jax.errors.JaxRuntimeError) or (
+      isinstance(error, ValueError) and re.match(r'[A-Z_]+: ', str(error)) is not None)
 
 
 def stop_after_lost_process(error: BaseException) -> None:
@@ -119,9 +125,10 @@ def stop_after_lost_process(error: BaseException) -> None:
   until --heartbeat_timeout and then abort with a C++ stack trace.
   """
   import jax
-  print(f'error: process {jax.process_index()} of {jax.process_count()} stops: a collective '
-        f'with the other processes failed ({first_line(error)}), so another process of this '
-        'run died or was stopped (see its log). Start all processes again with the same '
-        'command: training resumes from the newest checkpoint.', file=sys.stderr, flush=True)
+  print(f'error: process {jax.process_index()} of {jax.process_count()} stops: a computation '
+        f'shared with the other processes failed ({first_line(error)}); most likely another '
+        'process of this run died or was stopped (see its log). Start all processes again with '
+        'the same command: training resumes from the newest checkpoint.',
+        file=sys.stderr, flush=True)
   sys.stdout.flush()
   os._exit(1)
