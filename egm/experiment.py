@@ -1,12 +1,15 @@
-"""Everything a config names, built once: data, mesh, method, jitted steps (used by train and eval)."""
+"""Everything a config names, built once: data, mesh, method, jitted steps (used by train and
+eval); the run directory's config.json, written after checking the workdir belongs to this run."""
 import dataclasses
 import json
 import os
 
 import jax
 import numpy as np
+from flax import traverse_util
 
-from egm import data, parallel
+from egm import config_defaults, data, parallel, write_errors
+from egm.errors import EgmError
 from egm.methods import DataSpec, make_method
 
 
@@ -52,8 +55,63 @@ def build(config) -> Experiment:
   return Experiment(config, dataset, mesh, make_method(config, spec), spec)
 
 
+# Keys a rerun in a workdir may change: how long it trains, how often it logs, samples and
+# checkpoints, where the data is read from, and evaluation. Any other key changes the model,
+# its data or its trajectory, so a workdir holding checkpoints refuses it. Keys ending in '.'
+# are prefixes.
+RESUMABLE_KEYS = ('train.num_steps', 'train.max_minutes', 'train.log_every',
+                  'train.log_seconds', 'train.checkpoint_every', 'train.sample_every',
+                  'train.keep_checkpoints', 'data.prefetch', 'data.data_dir', 'eval.')
+
+
+def config_differences(saved: dict, config) -> list[str]:
+  """'key: run A, now B' for each key outside RESUMABLE_KEYS where `config` differs from a
+  run's saved config (a config.json dict; keys added since take their defaults)."""
+  def flat(c):
+    return traverse_util.flatten_dict(json.loads(json.dumps(c.to_dict())), sep='.')
+  run, now = flat(config_defaults.with_defaults(saved)), flat(config)
+  return [f'{key}: run {run.get(key, "absent")!r}, now {value!r}'
+          for key, value in sorted(now.items())
+          if run.get(key) != value and not key.startswith(RESUMABLE_KEYS)]
+
+
+def check_workdir_config(config, workdir: str) -> None:
+  """Raises EgmError when `workdir` holds checkpoints of a run with another config (its
+  config.json differs from `config` outside RESUMABLE_KEYS), naming the keys that differ."""
+  path = os.path.join(workdir, 'config.json')
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  if not (os.path.exists(path) and os.path.isdir(checkpoints)
+          and any(name.isdigit() for name in os.listdir(checkpoints))):
+    return
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except ValueError as e:
+    raise EgmError(f'{path} is not valid JSON ({e}), so the run in --workdir={workdir} cannot '
+                   'be checked against this config. Restore the file, or train in a new '
+                   '--workdir.') from e
+  differences = config_differences(saved, config)
+  if differences:
+    shown = '; '.join(differences[:8]) + ('; ...' if len(differences) > 8 else '')
+    raise EgmError(
+        f'--workdir={workdir} holds the checkpoints of a run with another config ({path}): '
+        f'{shown}. Resuming would mix two runs. Train in a new --workdir, or pass the values '
+        f'of the run\'s config.json; between runs of one workdir only '
+        f'{", ".join(k.rstrip(".") + ("*" if k.endswith(".") else "") for k in RESUMABLE_KEYS)} '
+        'may change.')
+
+
 def write_config(config, workdir: str) -> None:
-  """Writes the resolved config as `<workdir>/config.json`."""
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+  """Writes the resolved config as `<workdir>/config.json` (atomically: a kill leaves the old
+  file or the new one), after `check_workdir_config`; an unwritable workdir is an EgmError."""
+  path = os.path.join(workdir, 'config.json')
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    check_workdir_config(config, workdir)
+    with open(path + '.tmp', 'w') as f:
+      json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+    os.replace(path + '.tmp', path)
+  except OSError as e:
+    cause, fix = write_errors.cause_and_fix(e)
+    raise EgmError(f'Cannot write to --workdir={workdir}: {cause} ({e.strerror or e}). '
+                   f'Fix: {fix}.') from e
