@@ -146,6 +146,9 @@ def train(config, workdir: str):
     exp = with_config(exp, guard.config(config))
   if is_main:
     print(describe(exp, workdir), flush=True)
+    if guard.rollbacks:
+      print(f'guard: {guard.rollbacks} earlier rollback(s) in this workdir ({guard.path}): '
+            f'learning rates x {guard.lr_scale:.4g}', flush=True)
   if is_main:
     experiment.write_config(config, workdir)
   schedule = phases.schedule(exp.method.phases(config.train.num_steps), config.train.num_steps,
