@@ -30,6 +30,7 @@ def _unit_interval(value):  # [0, 1)
 
 
 RULES = (
+    Rule('seed', 'at least 0', _at_least(0)),
     Rule('train.batch_size', 'at least 1', _at_least(1)),
     Rule('train.num_steps', 'at least 0 (0 writes the initial state only)', _at_least(0)),
     Rule('train.log_every', 'at least 1', _at_least(1)),
