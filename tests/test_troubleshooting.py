@@ -87,10 +87,12 @@ def test_the_readme_table_is_this_table():
       assert f'def {name}(' in f.read(), test
 
 
-def _train_py(args, **kwargs):
-  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='--xla_force_host_platform_device_count=1')
+def _train_py(args, stdout=subprocess.PIPE, **env):
+  """`python train.py ARGS` on one CPU device, stderr into `stdout`; `env` adds variables."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='--xla_force_host_platform_device_count=1',
+             **env)
   return subprocess.Popen([sys.executable, 'train.py', *args], cwd=REPO, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+                          stdout=stdout, stderr=subprocess.STDOUT)
 
 
 def _assert_one_paragraph(out: str, fragment: str):
@@ -144,20 +146,16 @@ def test_a_killed_process_stops_the_other(victim, tmp_path):
   """Two processes train; one is killed (SIGKILL) after both have run updates: the other
   stops within seconds with the message, without a traceback (and never hangs)."""
   port = _free_port()
-  env = {'JAX_COORDINATOR_BIND_ADDRESS': f'127.0.0.1:{port}'}
   logs = [tmp_path / f'process{i}.log' for i in range(2)]
   procs = []
   for i in range(2):
     with open(logs[i], 'w') as log:
-      procs.append(subprocess.Popen(
-          [sys.executable, 'train.py', '--config=tests/per_example_config.py',
-           f'--workdir={tmp_path}/run',
+      procs.append(_train_py(
+          ['--config=tests/per_example_config.py', f'--workdir={tmp_path}/run',
            '--config.train.num_steps=1000000', '--config.train.checkpoint_every=1000000',
-           '--config.train.sample_every=1000000', '--coordinator_address',
-           f'127.0.0.1:{port}', '--num_processes=2', f'--process_id={i}'],
-          cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True,
-          env=dict(os.environ, **env, JAX_PLATFORMS='cpu',
-                   XLA_FLAGS='--xla_force_host_platform_device_count=1')))
+           '--config.train.sample_every=1000000', f'--coordinator_address=127.0.0.1:{port}',
+           '--num_processes=2', f'--process_id={i}'],
+          stdout=log, JAX_COORDINATOR_BIND_ADDRESS=f'127.0.0.1:{port}'))
   survivor = procs[1 - victim]
   try:
     deadline = time.monotonic() + 240
