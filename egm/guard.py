@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 
 from egm.errors import EgmError
-from egm.metric_writer import NonFiniteLossError
 from egm.methods.watch import Watch
+from egm.metric_writer import NonFiniteLossError
 
 POLICIES = ('stop', 'rollback', 'off')
 
@@ -47,6 +47,7 @@ class Finding:
 
 
 def non_finite(metrics, watch, limits):
+  """Any metric NaN or Inf (watched or not)."""
   del watch, limits
   bad = sorted(name for name, v in metrics.items() if not math.isfinite(v))
   if bad:
@@ -55,6 +56,7 @@ def non_finite(metrics, watch, limits):
 
 
 def energy_explosion(metrics, watch, limits):
+  """A watched mean energy beyond ±guard.max_abs_energy."""
   for name in watch.energies:
     if name in metrics and abs(metrics[name]) > limits.max_abs_energy:
       return Finding('energy', name, metrics[name],
@@ -63,6 +65,7 @@ def energy_explosion(metrics, watch, limits):
 
 
 def gradient_explosion(metrics, watch, limits):
+  """A watched gradient norm above guard.max_grad_norm."""
   for name in watch.grad_norms:
     if name in metrics and metrics[name] > limits.max_grad_norm:
       return Finding('grad_norm', name, metrics[name],
@@ -79,6 +82,7 @@ def _gap(metrics, watch):
 
 
 def gap_blow_up(metrics, watch, limits):
+  """|E(data) − E(samples)| above guard.max_energy_gap."""
   gap = _gap(metrics, watch)
   if gap is not None and abs(gap[0]) > limits.max_energy_gap:
     return Finding('energy_gap', '-'.join(watch.energy_gap), gap[0],
@@ -87,6 +91,7 @@ def gap_blow_up(metrics, watch, limits):
 
 
 def flat_energy(metrics, watch, limits):
+  """|E(data) − E(samples)| below guard.min_relative_gap·max(1, |E|): a constant energy."""
   gap = _gap(metrics, watch)
   if gap is not None and abs(gap[0]) < limits.min_relative_gap * gap[1]:
     return Finding('flat_energy', '-'.join(watch.energy_gap), gap[0],
@@ -96,6 +101,7 @@ def flat_energy(metrics, watch, limits):
 
 
 def stuck_at_clamp(metrics, watch, limits):
+  """More than guard.max_clamp_fraction of the chain coordinates at the clamp."""
   name = watch.clamp_fraction
   if name and name in metrics and metrics[name] > limits.max_clamp_fraction:
     return Finding('clamp', name, metrics[name],
