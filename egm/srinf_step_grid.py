@@ -1,0 +1,121 @@
+"""srinf's learned step size against a grid of fixed steps, every run trained the same way.
+
+    python -m egm.srinf_step_grid --out runs/srinf_grid \
+      --data_source idx:data/fashion_mnist/usr/share/datasets/fashion-mnist \
+      --grid 0.0125,0.025,0.05,0.1,0.2,0.4 --updates 150 --set srinf.n_steps=10,train.batch_size=50
+
+Each run trains `configs/srinf_fashion.py` (with the `--set` overrides) for `--updates` updates
+from the same initial parameters and the same batches: one run per grid step with the step
+fixed (`srinf.learn_step_size=False`), and one that learns it from `--learned_init` on every
+update (`srinf.step_size_every=1`). Each trained model is then scored on the same test images
+with its own step (fixed or learned), by short-run inference from the prior:
+
+- `test_rec_mse`: mean squared error per pixel of g(z_K) against x (the ranking metric);
+- `test_bound`: the auxiliary bound B per example (nats, an upper bound on
+  −log p(x) + KL(q_K ‖ p(z|x)); egm/methods/srinf.py).
+
+Writes `<out>/grid.json` and `<out>/grid.md` (a markdown table) and prints the table, with the
+learned step's rank among the grid's steps.
+"""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from configs import srinf_fashion
+from egm import data, experiment, trainer
+from egm.data import dataset as dataset_lib
+
+_OUT = flags.DEFINE_string('out', 'runs/srinf_grid', 'Directory of the runs and the table.')
+_SOURCE = flags.DEFINE_string('data_source', 'tfds:fashion_mnist', 'config.data.source.')
+_GRID = flags.DEFINE_list('grid', ['0.0125', '0.025', '0.05', '0.1', '0.2', '0.4'],
+                          'Fixed steps δ (at least five).')
+_INIT = flags.DEFINE_float('learned_init', 0.05, 'Initial δ of the learned run.')
+_UPDATES = flags.DEFINE_integer('updates', 150, 'Training updates of every run.')
+_SET = flags.DEFINE_string('set', '', 'Config overrides for every run, key=value,...')
+_TEST = flags.DEFINE_integer('test_examples', 1000, 'Test images scored (a seeded sample).')
+
+
+def run_config(step_size: float, learned: bool, overrides: str):
+  """The srinf_fashion config of one run of the study."""
+  config = srinf_fashion.get_config(overrides or None)
+  config.data.source = _SOURCE.value
+  config.train.num_steps = _UPDATES.value
+  config.train.checkpoint_every = _UPDATES.value
+  config.train.sample_every = 10 * _UPDATES.value
+  config.srinf.step_size = step_size
+  config.srinf.learn_step_size = learned
+  config.srinf.step_size_every = 1
+  return config
+
+
+def score(method, state, x, key) -> dict:
+  """Test rec MSE and bound of a trained srinf state on images x (N, H, W, C)."""
+  @jax.jit
+  def batch_scores(x, key):
+    k_prior, k_chain = jax.random.split(key)
+    z0 = jax.random.normal(k_prior, (x.shape[0],) + method.nets.z_shape, jnp.float32)
+    run = method.chain(state, x, z0, k_chain)
+    x_rec = method.reconstruct(state, {'x': x}, key)
+    return (jnp.mean(jnp.square(x_rec - x), axis=(1, 2, 3)), method.bound(run, z0, x))
+
+  mse, bound = [], []
+  for i, start in enumerate(range(0, len(x), 100)):
+    m, b = batch_scores(jnp.asarray(x[start:start + 100]), jax.random.fold_in(key, i))
+    mse.append(np.asarray(m))
+    bound.append(np.asarray(b))
+  return {'test_rec_mse': float(np.mean(np.concatenate(mse))),
+          'test_bound': float(np.mean(np.concatenate(bound)))}
+
+
+def main(argv):
+  del argv
+  grid = [float(s) for s in _GRID.value]
+  if len(grid) < 5:
+    raise app.UsageError('--grid needs at least five steps.')
+  os.makedirs(_OUT.value, exist_ok=True)
+  runs = [('learned', _INIT.value, True)] + [(f'fixed {s:g}', s, False) for s in grid]
+  rows, test_x = [], None
+  for name, step, learned in runs:
+    config = run_config(step, learned, _SET.value)
+    workdir = os.path.join(_OUT.value, name.replace(' ', '_'))
+    state = trainer.train(config, workdir)
+    exp_method = experiment.build(config).method
+    if test_x is None:
+      test = data.load_dataset(config.data).test
+      test_x = test.get(dataset_lib.sample_indices(len(test), _TEST.value))['x']
+    scores = score(exp_method, state, test_x, jax.random.key(123))
+    delta = float(jnp.exp(state['step_size']['params']['log_delta']))
+    rows.append({'run': name, 'final_step_size': delta, **scores})
+    print(json.dumps(rows[-1]), flush=True)
+  print(write_table(rows, _OUT.value), flush=True)
+
+
+def learned_rank(rows) -> int:
+  """1 + the number of fixed-step runs (rows[1:]) with a lower test rec MSE than the learned
+  run (rows[0])."""
+  return 1 + sum(r['test_rec_mse'] < rows[0]['test_rec_mse'] for r in rows[1:])
+
+
+def write_table(rows, out_dir: str) -> str:
+  """Writes grid.json and grid.md (runs by test rec MSE, the learned run's rank) in out_dir;
+  returns the markdown."""
+  order = sorted(rows, key=lambda r: r['test_rec_mse'])
+  rank = learned_rank(rows)
+  lines = ['| run | δ at the end | test rec MSE | test bound (nats) |', '|---|---|---|---|']
+  lines += [f"| {r['run']} | {r['final_step_size']:.4g} | {r['test_rec_mse']:.4f} | "
+            f"{r['test_bound']:.1f} |" for r in order]
+  lines.append(f'\nThe learned step ranks {rank} of {len(rows)} by test rec MSE '
+               f'({len(rows) - 1} fixed steps).')
+  with open(os.path.join(out_dir, 'grid.json'), 'w') as f:
+    json.dump(rows, f, indent=2)
+  with open(os.path.join(out_dir, 'grid.md'), 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+  app.run(main)
