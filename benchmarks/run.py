@@ -16,12 +16,13 @@ import sys
 import jax
 
 from benchmarks import compile_time, flax_fast_path, langevin_speed, memory, precision, torch_chain
-from benchmarks import training
+from benchmarks import torch_updates, training
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 # XLA:CPU options compared in subprocesses (each needs a fresh process).
-SECTIONS = ('langevin', 'flags', 'precision', 'flax', 'compile', 'memory', 'training', 'scaling')
+SECTIONS = ('langevin', 'flags', 'precision', 'flax', 'compile', 'memory', 'training', 'scaling',
+            'torch_updates')
 FLAG_OPTIONS = ['', '--xla_cpu_use_onednn=true', '--xla_cpu_use_xnnpack=true',
                 '--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY']
 
@@ -200,6 +201,10 @@ def main():
   if 'scaling' in only:
     emit('Scaling: configs/ebm_cifar.py:smoke at batch 32, forced host devices',
          ['devices', 'steps/s', 'first step'], scaling_rows('configs/ebm_cifar.py'))
+  if 'torch_updates' in only and torch_chain.available():
+    emit(f'Whole training steps: egm vs PyTorch, same networks and losses (synthetic batches, '
+         f'medians of {repeats} alternating calls; benchmarks/torch_updates.py)',
+         torch_updates.HEADER, torch_updates.rows(list(torch_updates.CASES), repeats))
   print(f'wrote {args.out}')
 
 

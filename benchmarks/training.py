@@ -32,11 +32,9 @@ def load_config(path: str, arg: str):
   return importlib.import_module(name).get_config(arg)
 
 
-def steps_per_second(config, mesh, max_seconds: float = 20.0, max_steps: int = 10) -> dict:
-  """Compile seconds and steady-state steps/s of `config`'s update over `mesh`.
-
-  Times at least one step after a warm-up step, and at most `max_steps` or `max_seconds`.
-  """
+def jitted_update(config, mesh):
+  """`config`'s update jitted over `mesh` as the trainer jits it, on a synthetic batch of
+  `config.train.batch_size`: (update, initial state, device batch, train key)."""
   shape = example_shape(config)
   batch_size = config.train.batch_size
   method = make_method(config, DataSpec.of(shape, 10 * batch_size, batch_size))
@@ -46,14 +44,22 @@ def steps_per_second(config, mesh, max_seconds: float = 20.0, max_steps: int = 1
   shardings = parallel.state_shardings(jax.eval_shape(method.init, keys['init'], example), mesh)
   state = jax.jit(method.init, out_shardings=shardings)(keys['init'], example)  # as the trainer
   update = trainer.jit_update(method.update_fn(0), mesh, shardings)
-  batch = jax.device_put(batch, parallel.data_sharding(mesh))
+  return update, state, jax.device_put(batch, parallel.data_sharding(mesh)), keys['train']
+
+
+def steps_per_second(config, mesh, max_seconds: float = 20.0, max_steps: int = 10) -> dict:
+  """Compile seconds and steady-state steps/s of `config`'s update over `mesh`.
+
+  Times at least one step after a warm-up step, and at most `max_steps` or `max_seconds`.
+  """
+  update, state, batch, key = jitted_update(config, mesh)
   start = time.perf_counter()
-  state, metrics = update(state, batch, keys['train'])
+  state, metrics = update(state, batch, key)
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - start
   steps, start = 0, time.perf_counter()
   while steps < max_steps and (steps == 0 or time.perf_counter() - start < max_seconds):
-    state, metrics = update(state, batch, keys['train'])
+    state, metrics = update(state, batch, key)
     jax.block_until_ready(metrics)
     steps += 1
   return {'compile_s': compile_s, 'steps_per_s': steps / (time.perf_counter() - start),

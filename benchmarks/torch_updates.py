@@ -1,0 +1,123 @@
+"""Whole training steps: egm's jitted update against the same update in PyTorch, in turn.
+
+  python -m benchmarks.torch_updates [--methods triangle,vae,...] [--rounds 3]
+
+Per method (its Fashion-MNIST config, and the triangle's CIFAR reference config) one process
+builds egm's update as the trainer jits it (`training.jitted_update`) and the PyTorch update
+of torch_method_steps.py in NCHW and in channels-last memory format, on the same synthetic
+batch, and calls the three in turn `rounds` times; it reports the median seconds per step of
+each and the ratio best PyTorch / egm (>= 1: egm is faster), DESIGN.md §7.
+"""
+import argparse
+import json
+import os
+import time
+
+import jax
+import numpy as np
+
+from benchmarks import timing, training
+
+# name: (config file, config overrides as 'key=value' items)
+CASES = {
+    'triangle': ('configs/triangle_fashion.py', ''),
+    'vae': ('configs/triangle_fashion.py', 'method=vae'),
+    'ebm': ('configs/ebm_fashion.py', ''),
+    'coopnets': ('configs/coopnets_fashion.py', ''),
+    'abp': ('configs/abp_fashion.py', ''),
+    'srinf': ('configs/srinf_fashion.py', ''),
+    'triangle_cifar': ('configs/triangle_cifar.py', ''),
+}
+
+
+def load(case: str, batch_size: int = 0):
+  """The config of `case`, at `batch_size` when > 0."""
+  path, arg = CASES[case]
+  config = training.load_config(path, arg)
+  if batch_size:
+    config.train.batch_size = batch_size
+  return config
+
+
+def egm_step(config, mesh):
+  """A blocking call of one jitted update (the state carried from call to call) and the
+  synthetic batch it trains on (numpy, NHWC)."""
+  update, state, batch, key = training.jitted_update(config, mesh)
+  carry = {'state': state}
+
+  def step():
+    carry['state'], metrics = update(carry['state'], batch, key)
+    jax.block_until_ready(metrics)
+
+  return step, np.asarray(jax.device_get(batch['x']))
+
+
+def torch_steps(config, x_nhwc) -> dict:
+  """{'torch_nchw': step, 'torch_channels_last': step} on the batch x (B, S, S, C)."""
+  import torch  # pylint: disable=import-outside-toplevel
+  from benchmarks import torch_method_steps  # pylint: disable=import-outside-toplevel
+  x = torch.from_numpy(np.array(x_nhwc.transpose(0, 3, 1, 2)))
+  return {name: torch_method_steps.make(config, x, channels_last)
+          for name, channels_last in (('torch_nchw', False), ('torch_channels_last', True))}
+
+
+def _cpu_timed(fn, record: list):
+  """`fn` that also appends the process CPU seconds (all threads) of each call to `record`."""
+  def timed():
+    start = time.process_time()
+    fn()
+    record.append(time.process_time() - start)
+  return timed
+
+
+def measure(case: str, rounds: int, batch_size: int = 0) -> dict:
+  """Median wall and process-CPU s/step of egm and both PyTorch layouts, called in turn;
+  compile and warm-up steps excluded."""
+  config = load(case, batch_size)
+  egm, x = egm_step(config, training.trainer.parallel.make_mesh())
+  fns = {'egm': egm, **torch_steps(config, x)}
+  compile_s = timing.seconds(egm)
+  for name, fn in fns.items():
+    if name != 'egm':
+      fn()  # warm-up
+  cpu = {name: [] for name in fns}
+  seconds = timing.interleaved({name: _cpu_timed(fn, cpu[name]) for name, fn in fns.items()},
+                               rounds)
+  best = min(('torch_nchw', 'torch_channels_last'), key=seconds.get)
+  path, arg = CASES[case]
+  return {'case': case, 'config': f'{path}:{arg}' if arg else path,
+          'batch': config.train.batch_size, 'rounds': rounds, 'egm_compile_s': compile_s,
+          **{f'{k}_s': v for k, v in seconds.items()}, 'torch_best': best,
+          **{f'{k}_cpu_s': float(np.median(v)) for k, v in cpu.items()},
+          'ratio': seconds[best] / seconds['egm'], 'load': os.getloadavg()[0]}
+
+
+def rows(cases, rounds: int, batch_sizes: dict | None = None) -> list:
+  """Markdown rows: case, config, batch, egm, PyTorch NCHW, channels-last, ratio, load."""
+  out = []
+  for case in cases:
+    r = measure(case, rounds, (batch_sizes or {}).get(case, 0))
+    out.append([case, r['config'], str(r['batch']), f'{r["egm_s"]:.3f}',
+                f'{r["torch_nchw_s"]:.3f}', f'{r["torch_channels_last_s"]:.3f}',
+                r['torch_best'].removeprefix('torch_'), f'{r["ratio"]:.2f}',
+                f'{r["load"]:.1f}'])
+    print(json.dumps(r), flush=True)
+  return out
+
+
+HEADER = ['method', 'config', 'batch', 'egm s/step', 'PyTorch NCHW s/step',
+          'PyTorch channels-last s/step', 'faster PyTorch', 'ratio PyTorch/egm', 'load']
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--methods', default=','.join(CASES))
+  parser.add_argument('--rounds', type=int, default=3)
+  parser.add_argument('--batch', default='', help='case=batch items, e.g. triangle_cifar=50')
+  args = parser.parse_args()
+  sizes = {k: int(v) for k, v in (item.split('=') for item in args.batch.split(',') if item)}
+  rows(args.methods.split(','), args.rounds, sizes)
+
+
+if __name__ == '__main__':
+  main()
