@@ -206,8 +206,10 @@ def _orbax_errors_held():
   sys.unraisablehook = hook
   try:
     yield
+  except BaseException:
+    gc.collect()  # the abandoned coroutines of a failed read report here, to the hook
+    raise
   finally:
-    gc.collect()  # the abandoned coroutines report here, while the hook is in place
     sys.unraisablehook = previous_hook
     logger.removeFilter(held)
   for record in held.held:

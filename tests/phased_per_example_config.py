@@ -11,7 +11,7 @@ import platform_methods  # noqa: E402  (registers row_means)
 from configs import default  # noqa: E402
 from egm.methods import Phase, register  # noqa: E402
 
-FIRST_PHASE_STEPS = 400
+FIRST_PHASE_STEPS = 60
 
 
 @register('phased_row_means')
@@ -38,8 +38,8 @@ def get_config(arg=None):
   config.data.max_examples = 40
   config.data.dequantize = 0.1
   config.train.batch_size = 8
-  config.train.num_steps = FIRST_PHASE_STEPS + 20
-  config.train.log_every = 100
+  config.train.num_steps = FIRST_PHASE_STEPS + 10
+  config.train.log_every = 10
   config.train.checkpoint_every = 100_000
   config.train.sample_every = 100_000
   return default.finish(config, arg)
