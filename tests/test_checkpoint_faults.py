@@ -108,6 +108,16 @@ def test_when_no_checkpoint_reads_back_it_is_an_error_and_nothing_is_moved(tmp_p
   assert not os.path.exists(tmp_path / 'corrupt_checkpoints')
 
 
+def test_a_checkpoint_of_other_shapes_is_refused_naming_the_arrays(tmp_path):
+  """The second line of defence, for a workdir without a config.json."""
+  checkpoints = _saved(tmp_path, steps=(1,))
+  other = dict(STATE, net={'w': jnp.zeros((40, 60)), 'b': STATE['net']['b']})
+  with pytest.raises(EgmError, match=r'step 1 .* written by another config .*net/w: '
+                     r'checkpoint \(40, 50\), config \(40, 60\)'):
+    checkpoints.restore_latest(lambda s: other)
+  assert checkpoints.all_steps() == [1]  # refused, not set aside as corrupt
+
+
 def test_restoring_a_corrupt_step_directly_names_it(tmp_path):
   checkpoints = _saved(tmp_path, steps=(1,))
   _garble_data(os.path.join(checkpoints.directory, '1'))
