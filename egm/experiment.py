@@ -56,12 +56,13 @@ def build(config) -> Experiment:
 
 
 # Keys a rerun in a workdir may change: how long it trains, how often it logs, samples and
-# checkpoints, where the data is read from, and evaluation. Any other key changes the model,
-# its data or its trajectory, so a workdir holding checkpoints refuses it. Keys ending in '.'
-# are prefixes.
+# checkpoints, where the data is read from, the divergence guard's policy and limits (a run
+# stopped by the guard resumes with `guard.policy=rollback`), and evaluation. Any other key
+# changes the model, its data or its trajectory, so a workdir holding checkpoints refuses it.
+# Keys ending in '.' are prefixes.
 RESUMABLE_KEYS = ('train.num_steps', 'train.max_minutes', 'train.log_every',
                   'train.log_seconds', 'train.checkpoint_every', 'train.sample_every',
-                  'train.keep_checkpoints', 'data.prefetch', 'data.data_dir', 'eval.')
+                  'train.keep_checkpoints', 'data.prefetch', 'data.data_dir', 'guard.', 'eval.')
 
 
 def config_differences(saved: dict, config) -> list[str]:

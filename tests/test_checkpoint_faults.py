@@ -234,6 +234,7 @@ def test_keys_that_may_change_between_runs_of_a_workdir_are_accepted(tmp_path):
   longer = ebm_toy2d.get_config('smoke')
   longer.train.num_steps, longer.train.checkpoint_every, longer.train.log_every = 50, 7, 1
   longer.train.max_minutes, longer.data.prefetch, longer.eval.num_samples = 3.0, 0, 9
+  longer.guard.policy, longer.guard.max_rollbacks = 'rollback', 5
   experiment.write_config(longer, str(tmp_path))
   assert json.loads((tmp_path / 'config.json').read_text())['train']['num_steps'] == 50
   assert not experiment.config_differences(json.loads((tmp_path / 'config.json').read_text()),
