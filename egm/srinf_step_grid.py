@@ -2,12 +2,13 @@
 
     python -m egm.srinf_step_grid --out runs/srinf_grid \
       --data_source idx:data/fashion_mnist/usr/share/datasets/fashion-mnist \
-      --grid 0.0125,0.025,0.05,0.1,0.2,0.4 --updates 150 --set srinf.n_steps=10,train.batch_size=50
+      --grid 0.0125,0.025,0.05,0.1,0.2 --learned_inits 0.05,0.2 --updates 100 \
+      --set srinf.n_steps=10,train.batch_size=32,data.image_size=14,srinf.latent_dims=32/64
 
 Each run trains `configs/srinf_fashion.py` (with the `--set` overrides) for `--updates` updates
 from the same initial parameters and the same batches: one run per grid step with the step
-fixed (`srinf.learn_step_size=False`), and one that learns it from `--learned_init` on every
-update (`srinf.step_size_every=1`). Each trained model is then scored on the same test images
+fixed (`srinf.learn_step_size=False`), and one per `--learned_inits` value that learns it from
+there on every update (`srinf.step_size_every=1`). Each trained model is then scored on the same test images
 with its own step (fixed or learned), by short-run inference from the prior:
 
 - `test_rec_mse`: mean squared error per pixel of g(z_K) against x (the ranking metric);
@@ -15,7 +16,7 @@ with its own step (fixed or learned), by short-run inference from the prior:
   −log p(x) + KL(q_K ‖ p(z|x)); egm/methods/srinf.py).
 
 Writes `<out>/grid.json` and `<out>/grid.md` (a markdown table) and prints the table, with the
-learned step's rank among the grid's steps.
+rank of each learned run among the fixed ones.
 """
 import json
 import os
@@ -31,9 +32,9 @@ from egm.data import dataset as dataset_lib
 
 _OUT = flags.DEFINE_string('out', 'runs/srinf_grid', 'Directory of the runs and the table.')
 _SOURCE = flags.DEFINE_string('data_source', 'tfds:fashion_mnist', 'config.data.source.')
-_GRID = flags.DEFINE_list('grid', ['0.0125', '0.025', '0.05', '0.1', '0.2', '0.4'],
+_GRID = flags.DEFINE_list('grid', ['0.0125', '0.025', '0.05', '0.1', '0.2'],
                           'Fixed steps δ (at least five).')
-_INIT = flags.DEFINE_float('learned_init', 0.05, 'Initial δ of the learned run.')
+_INITS = flags.DEFINE_list('learned_inits', ['0.05'], 'Initial δ of each learned run.')
 _UPDATES = flags.DEFINE_integer('updates', 150, 'Training updates of every run.')
 _SET = flags.DEFINE_string('set', '', 'Config overrides for every run, key=value,...')
 _TEST = flags.DEFINE_integer('test_examples', 1000, 'Test images scored (a seeded sample).')
@@ -77,7 +78,8 @@ def main(argv):
   if len(grid) < 5:
     raise app.UsageError('--grid needs at least five steps.')
   os.makedirs(_OUT.value, exist_ok=True)
-  runs = [('learned', _INIT.value, True)] + [(f'fixed {s:g}', s, False) for s in grid]
+  runs = ([(f'learned from {float(s):g}', float(s), True) for s in _INITS.value]
+          + [(f'fixed {s:g}', s, False) for s in grid])
   rows, test_x = [], None
   for name, step, learned in runs:
     config = run_config(step, learned, _SET.value)
@@ -89,27 +91,28 @@ def main(argv):
       test_x = test.get(dataset_lib.sample_indices(len(test), _TEST.value))['x']
     scores = score(exp_method, state, test_x, jax.random.key(123))
     delta = float(jnp.exp(state['step_size']['params']['log_delta']))
-    rows.append({'run': name, 'final_step_size': delta, **scores})
+    rows.append({'run': name, 'learned': learned, 'final_step_size': delta, **scores})
     print(json.dumps(rows[-1]), flush=True)
   print(write_table(rows, _OUT.value), flush=True)
 
 
-def learned_rank(rows) -> int:
-  """1 + the number of fixed-step runs (rows[1:]) with a lower test rec MSE than the learned
-  run (rows[0])."""
-  return 1 + sum(r['test_rec_mse'] < rows[0]['test_rec_mse'] for r in rows[1:])
+def learned_ranks(rows) -> dict:
+  """{learned run: 1 + the number of fixed-step runs with a lower test rec MSE}."""
+  fixed = [r['test_rec_mse'] for r in rows if not r['learned']]
+  return {r['run']: 1 + sum(m < r['test_rec_mse'] for m in fixed) for r in rows if r['learned']}
 
 
 def write_table(rows, out_dir: str) -> str:
-  """Writes grid.json and grid.md (runs by test rec MSE, the learned run's rank) in out_dir;
-  returns the markdown."""
+  """Writes grid.json and grid.md (runs by test rec MSE, each learned run's rank among the
+  fixed ones) in out_dir; returns the markdown."""
   order = sorted(rows, key=lambda r: r['test_rec_mse'])
-  rank = learned_rank(rows)
+  fixed = sum(not r['learned'] for r in rows)
   lines = ['| run | δ at the end | test rec MSE | test bound (nats) |', '|---|---|---|---|']
   lines += [f"| {r['run']} | {r['final_step_size']:.4g} | {r['test_rec_mse']:.4f} | "
             f"{r['test_bound']:.1f} |" for r in order]
-  lines.append(f'\nThe learned step ranks {rank} of {len(rows)} by test rec MSE '
-               f'({len(rows) - 1} fixed steps).')
+  lines.append('')
+  lines += [f'The step learned {run[len("learned "):]} ranks {rank} of {fixed + 1} beside the '
+            f'{fixed} fixed steps by test rec MSE.' for run, rank in learned_ranks(rows).items()]
   with open(os.path.join(out_dir, 'grid.json'), 'w') as f:
     json.dump(rows, f, indent=2)
   with open(os.path.join(out_dir, 'grid.md'), 'w') as f:

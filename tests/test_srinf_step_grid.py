@@ -1,0 +1,19 @@
+"""The learned step's rank among fixed steps in egm.srinf_step_grid's table."""
+from egm import srinf_step_grid
+
+
+def _row(run, learned, mse):
+  return {'run': run, 'learned': learned, 'final_step_size': 0.1, 'test_rec_mse': mse,
+          'test_bound': 1.0}
+
+
+def test_each_learned_run_is_ranked_among_the_fixed_runs_only(tmp_path):
+  rows = [_row('learned from 0.05', True, 0.12), _row('learned from 0.2', True, 0.064)]
+  rows += [_row(f'fixed {d}', False, m) for d, m in ((0.05, 0.22), (0.1, 0.11), (0.2, 0.062))]
+  assert srinf_step_grid.learned_ranks(rows) == {'learned from 0.05': 3, 'learned from 0.2': 2}
+  table = srinf_step_grid.write_table(rows, str(tmp_path))
+  body = [line for line in table.splitlines() if line.startswith('| ') and 'δ' not in line]
+  assert [line.split(' | ')[0][2:] for line in body] == [
+      'fixed 0.2', 'learned from 0.2', 'fixed 0.1', 'learned from 0.05', 'fixed 0.05']
+  assert 'learned from 0.05 ranks 3 of 4' in table
+  assert (tmp_path / 'grid.json').exists() and (tmp_path / 'grid.md').read_text() == table + '\n'
