@@ -55,11 +55,12 @@ class Frozen:
 
 
 def _gradient(energy_fn, x, create_graph=False):
-  """(E(x) (B,), dE/dx) for a batch of chain states x."""
-  if not x.requires_grad:
-    x = x.detach().requires_grad_(True)
-  e = energy_fn(x)
-  (grad,) = torch.autograd.grad(e.sum(), x, create_graph=create_graph)
+  """(E(x) (B,), dE/dx) for a batch of chain states x (autograd on, whatever the context)."""
+  with torch.enable_grad():
+    if not x.requires_grad:
+      x = x.detach().requires_grad_(True)
+    e = energy_fn(x)
+    (grad,) = torch.autograd.grad(e.sum(), x, create_graph=create_graph)
   return e, grad
 
 
@@ -88,22 +89,25 @@ def posterior_energy(generator, x, sigma: float):
   return lambda z: _sum((x - generator(z)).square()) / (2 * sigma ** 2) + 0.5 * _sum(z.square())
 
 
-def _image(config):
-  return config.data.channels, config.data.image_size
+def networks(config, channels_last: bool, *names) -> list:
+  """[Net] of the image networks `names` ('energy', 'generator', 'encoder') of `config`, each
+  with its `optim.lr_<name>`, in the chosen memory format."""
+  m, o = config.model, config.optim
+  channels, size = config.data.channels, config.data.image_size
+  build = {
+      'energy': lambda: torch_nets.Energy(channels, size, m.width, m.energy_reference_std),
+      'generator': lambda: torch_nets.Generator(m.z_dim, channels, size, m.width, channels_last),
+      'encoder': lambda: torch_nets.Encoder(channels + 1, size, m.width, m.z_dim)}
+  return [Net(build[name]().to(memory_format=torch_nets.memory_format(channels_last)),
+              o[f'lr_{name}'], o) for name in names]
 
 
 def triangle(config, x, channels_last):
   """The divergence triangle: E on mean E(x) − mean E(G(z)) (its own backward); G and I on
   rec + KL + λ·(−log q(z|G(z))) + w·E(G(z)) (one backward into G's and I's parameters)."""
-  m, o, hp = config.model, config.optim, config.triangle
-  channels, size = _image(config)
+  m, hp = config.model, config.triangle
   fmt = torch_nets.memory_format(channels_last)
-  energy = Net(torch_nets.Energy(channels, size, m.width, m.energy_reference_std), o.lr_energy, o)
-  gen = Net(torch_nets.Generator(m.z_dim, channels, size, m.width, channels_last),
-            o.lr_generator, o)
-  enc = Net(torch_nets.Encoder(channels + 1, size, m.width, m.z_dim), o.lr_encoder, o)
-  for net in (energy, gen, enc):
-    net.module.to(memory_format=fmt)
+  energy, gen, enc = networks(config, channels_last, 'energy', 'generator', 'encoder')
   reference = hp.loss_form == 'reference_code'
   ones = torch.ones_like(x[:, :1])
   encoder_input = lambda images: torch.cat([images, ones], 1).contiguous(memory_format=fmt)
@@ -137,15 +141,10 @@ def triangle(config, x, channels_last):
 
 def vae(config, x, channels_last):
   """The VAE: mean ‖x − G(z)‖²/(2σ²) + KL(q(z|x) ‖ N(0, I)), one backward."""
-  m, o = config.model, config.optim
-  channels, size = _image(config)
-  fmt = torch_nets.memory_format(channels_last)
-  gen = Net(torch_nets.Generator(m.z_dim, channels, size, m.width, channels_last),
-            o.lr_generator, o)
-  enc = Net(torch_nets.Encoder(channels + 1, size, m.width, m.z_dim), o.lr_encoder, o)
-  for net in (gen, enc):
-    net.module.to(memory_format=fmt)
-  x_in = torch.cat([x, torch.ones_like(x[:, :1])], 1).contiguous(memory_format=fmt)
+  m = config.model
+  gen, enc = networks(config, channels_last, 'generator', 'encoder')
+  x_in = torch.cat([x, torch.ones_like(x[:, :1])], 1).contiguous(
+      memory_format=torch_nets.memory_format(channels_last))
 
   def step():
     mu, logvar = enc.module(x_in)
@@ -162,10 +161,8 @@ def vae(config, x, channels_last):
 
 def ebm(config, x, channels_last):
   """Short-run EBM: K Langevin steps from uniform noise, then mean E(x + noise) − mean E(x_neg)."""
-  m, o, hp = config.model, config.optim, config.ebm
-  channels, size = _image(config)
-  energy = Net(torch_nets.Energy(channels, size, m.width, m.energy_reference_std), o.lr_energy, o)
-  energy.module.to(memory_format=torch_nets.memory_format(channels_last))
+  hp = config.ebm
+  (energy,) = networks(config, channels_last, 'energy')
   clip = (-1.0, 1.0) if hp.clamp else None
 
   def step():
@@ -185,14 +182,8 @@ def ebm(config, x, channels_last):
 def coopnets(config, x, channels_last):
   """CoopNets: G proposes, K descriptor steps y <- y − δ²/2·∇E + δε revise; E descends
   mean E(x) − mean E(x̃), G descends ‖x̃ − G(z)‖²/(2σ_g²); one backward each."""
-  m, o, hp = config.model, config.optim, config.coopnets
-  channels, size = _image(config)
-  fmt = torch_nets.memory_format(channels_last)
-  energy = Net(torch_nets.Energy(channels, size, m.width, m.energy_reference_std), o.lr_energy, o)
-  gen = Net(torch_nets.Generator(m.z_dim, channels, size, m.width, channels_last),
-            o.lr_generator, o)
-  for net in (energy, gen):
-    net.module.to(memory_format=fmt)
+  m, hp = config.model, config.coopnets
+  energy, gen = networks(config, channels_last, 'energy', 'generator')
   clip = (-1.0, 1.0) if hp.clamp else None
   delta = hp.step_size
 
@@ -216,11 +207,8 @@ def coopnets(config, x, channels_last):
 def abp(config, x, channels_last):
   """Alternating back-propagation: K Langevin steps on z (train-mode G, statistics dropped)
   warm-started from each example's stored latent, then G descends ‖x − G(z)‖²/(2σ²)."""
-  m, o, hp = config.model, config.optim, config.abp
-  channels, size = _image(config)
-  gen = Net(torch_nets.Generator(m.z_dim, channels, size, m.width, channels_last),
-            o.lr_generator, o)
-  gen.module.to(memory_format=torch_nets.memory_format(channels_last))
+  m, hp = config.model, config.abp
+  (gen,) = networks(config, channels_last, 'generator')
   latents = torch.randn(x.shape[0], m.z_dim)
   rows = torch.arange(x.shape[0])
   delta = hp.step_size
@@ -239,48 +227,53 @@ def abp(config, x, channels_last):
 
 
 def srinf(config, x, channels_last):
-  """Short-run inference with a learned step: K steps from the prior through which the
-  auxiliary KL bound is differentiated into log δ and the reverse kernel (a, b, log c), G
-  frozen (double backward); then G descends ‖x − G(z_K)‖²/(2σ²)."""
+  """Short-run inference with a learned step: K steps from the prior; on every
+  `step_size_every`-th update the auxiliary KL bound is differentiated through them into
+  log δ and the reverse kernel (a, b, log c), G frozen (double backward), on the others the
+  chain runs alone; then G descends ‖x − G(z_K)‖²/(2σ²)."""
   m, o, hp = config.model, config.optim, config.srinf
   if hp.step_size_param != 'scalar' or hp.reverse_kernel != 'learned':
     raise NotImplementedError('the PyTorch srinf update has a scalar step and a learned reverse')
-  channels, size = _image(config)
   dims = parse_latent_dims(hp.latent_dims)
-  gen = Net(torch_nets.HierarchicalGenerator(dims, channels, size, m.width, channels_last),
+  generator = torch_nets.HierarchicalGenerator(dims, config.data.channels, config.data.image_size,
+                                               m.width, channels_last)
+  gen = Net(generator.to(memory_format=torch_nets.memory_format(channels_last)),
             o.lr_generator, o)
-  gen.module.to(memory_format=torch_nets.memory_format(channels_last))
   k = int(hp.n_steps)
   log_delta = torch.full((), math.log(hp.step_size), requires_grad=True)
   reverse = [torch.full((k, len(dims)), v, requires_grad=True) for v in (1.0, 1.0, 0.0)]
   step_adam = torch.optim.Adam([log_delta] + reverse, lr=hp.lr_step_size)
   sizes = torch.tensor(dims)
   observed = math.prod(x.shape[1:])
+  updates = [0]
 
   def step():
+    learn = hp.learn_step_size and updates[0] % int(hp.step_size_every) == 0
+    updates[0] += 1
     u_fn = posterior_energy(gen.module, x, m.sigma)
     a, b, log_c = (r.repeat_interleave(sizes, dim=1) for r in reverse)
     z0 = torch.randn(x.shape[0], sum(dims))
     delta = log_delta.exp()
     s = 0.5 * delta ** 2
-    with Frozen(gen.module):
-      z = z0.requires_grad_(True)
-      _, grad = _gradient(u_fn, z, create_graph=True)
+    with Frozen(gen.module), torch.set_grad_enabled(learn):
+      z = z0.requires_grad_(learn)
+      _, grad = _gradient(u_fn, z, create_graph=learn)
       log_ratio = 0.0
       for t in range(k):
         eps = torch.randn_like(z)
         z_new = z - s * grad + delta * eps
-        energy, grad_new = _gradient(u_fn, z_new, create_graph=True)
+        energy, grad_new = _gradient(u_fn, z_new, create_graph=learn)
         u = z - a[t] * z_new + b[t] * s * grad_new
         log_ratio = log_ratio + (0.5 * log_c[t].sum() - 0.5 * eps.square().sum(-1)
                                  + (u.square() / (4.0 * s * log_c[t].exp())).sum(-1))
         z, grad = z_new, grad_new
       bound = (energy + log_ratio - 0.5 * z0.square().sum(-1)
                + 0.5 * observed * math.log(2 * math.pi * m.sigma ** 2)).mean()
+    if learn:
       bound.backward(inputs=[log_delta] + reverse)
-    if torch.isfinite(bound):
-      step_adam.step()
-    step_adam.zero_grad(set_to_none=True)
+      if torch.isfinite(bound):
+        step_adam.step()
+      step_adam.zero_grad(set_to_none=True)
     rec = (_sum((x - gen.module(z.detach())).square()) / (2 * m.sigma ** 2)).mean()
     rec.backward()
     gen.step()
