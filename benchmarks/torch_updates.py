@@ -93,20 +93,23 @@ def measure(case: str, rounds: int, batch_size: int = 0) -> dict:
 
 
 def rows(cases, rounds: int, batch_sizes: dict | None = None) -> list:
-  """Markdown rows: case, config, batch, egm, PyTorch NCHW, channels-last, ratio, load."""
+  """Markdown rows of HEADER, one per case."""
   out = []
   for case in cases:
     r = measure(case, rounds, (batch_sizes or {}).get(case, 0))
-    out.append([case, r['config'], str(r['batch']), f'{r["egm_s"]:.3f}',
-                f'{r["torch_nchw_s"]:.3f}', f'{r["torch_channels_last_s"]:.3f}',
-                r['torch_best'].removeprefix('torch_'), f'{r["ratio"]:.2f}',
-                f'{r["load"]:.1f}'])
+    best_cpu = min(r['torch_nchw_cpu_s'], r['torch_channels_last_cpu_s'])
+    out.append([case, r['config'], str(r['batch'])] +
+               [f'{r[f"{k}_s"]:.2f} ({r[f"{k}_cpu_s"]:.2f})'
+                for k in ('egm', 'torch_nchw', 'torch_channels_last')] +
+               [r['torch_best'].removeprefix('torch_'),
+                f'{r["ratio"]:.2f} ({best_cpu / r["egm_cpu_s"]:.2f})', f'{r["load"]:.1f}'])
     print(json.dumps(r), flush=True)
   return out
 
 
-HEADER = ['method', 'config', 'batch', 'egm s/step', 'PyTorch NCHW s/step',
-          'PyTorch channels-last s/step', 'faster PyTorch', 'ratio PyTorch/egm', 'load']
+HEADER = ['method', 'config', 'batch', 'egm s/step (CPU s)', 'PyTorch NCHW s/step (CPU s)',
+          'PyTorch channels-last s/step (CPU s)', 'faster PyTorch (wall)',
+          'ratio PyTorch/egm wall (CPU)', 'load']
 
 
 def main():
