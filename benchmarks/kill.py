@@ -183,6 +183,16 @@ def campaign(workdir: str, kills: int, window: float, seed: int, config: str,
   return attempts, num_steps
 
 
+def steps_lost(killed, rerun) -> int:
+  """Updates the kill undid: from the step `killed` reached back to where the next run resumed
+  (where that run was itself killed before it resumed, to the newest checkpoint, which a later
+  run resumes from and the totals check); 0 for a kill before the first update."""
+  if killed.reached is None:
+    return 0
+  resumed = rerun.start_step if rerun.start_step is not None else (killed.newest_after or 0)
+  return killed.reached - resumed
+
+
 def kill_rows(attempts) -> list[dict]:
   """Per kill: the step reached, where the rerun resumed, steps lost, what the kill cut."""
   rows = []
@@ -194,7 +204,7 @@ def kill_rows(attempts) -> list[dict]:
     rows.append({
         'delay_s': killed.delay, 'reached': killed.reached,
         'newest_checkpoint': killed.newest_after, 'resumed_from': rerun.start_step,
-        'lost': (killed.reached or 0) - (rerun.start_step or 0),
+        'lost': steps_lost(killed, rerun),
         'moment': ('checkpoint write' if killed.cut_write else
                    'training' if trained else 'start-up (imports, compile, restore)'),
         'resumed_newest': rerun.start_step == (killed.newest_after or 0),
