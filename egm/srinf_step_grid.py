@@ -18,35 +18,43 @@ with its own step (fixed or learned), by short-run inference from the prior:
 Writes `<out>/grid.json` and `<out>/grid.md` (a markdown table) and prints the table, with the
 rank of each learned run among the fixed ones.
 """
+import argparse
 import json
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
 
 from configs import srinf_fashion
 from egm import data, experiment, trainer
 from egm.data import dataset as dataset_lib
 
-_OUT = flags.DEFINE_string('out', 'runs/srinf_grid', 'Directory of the runs and the table.')
-_SOURCE = flags.DEFINE_string('data_source', 'tfds:fashion_mnist', 'config.data.source.')
-_GRID = flags.DEFINE_list('grid', ['0.0125', '0.025', '0.05', '0.1', '0.2'],
-                          'Fixed steps δ (at least five).')
-_INITS = flags.DEFINE_list('learned_inits', ['0.05'], 'Initial δ of each learned run.')
-_UPDATES = flags.DEFINE_integer('updates', 150, 'Training updates of every run.')
-_SET = flags.DEFINE_string('set', '', 'Config overrides for every run, key=value,...')
-_TEST = flags.DEFINE_integer('test_examples', 1000, 'Test images scored (a seeded sample).')
+def parse_args(argv):
+  """The command line of the study (argparse: the module is also imported by tests)."""
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--out', default='runs/srinf_grid', help='Directory of the runs and table.')
+  parser.add_argument('--data_source', default='tfds:fashion_mnist', help='config.data.source.')
+  parser.add_argument('--grid', default='0.0125,0.025,0.05,0.1,0.2',
+                      help='Fixed steps δ, comma-separated (at least five).')
+  parser.add_argument('--learned_inits', default='0.05', help='Initial δ of each learned run.')
+  parser.add_argument('--updates', type=int, default=150, help='Training updates of every run.')
+  parser.add_argument('--set', default='', help='Config overrides for every run, key=value,...')
+  parser.add_argument('--test_examples', type=int, default=1000,
+                      help='Test images scored (a seeded sample).')
+  args = parser.parse_args(argv)
+  if len(args.grid.split(',')) < 5:
+    parser.error('--grid needs at least five steps.')
+  return args
 
 
-def run_config(step_size: float, learned: bool, overrides: str):
+def run_config(args, step_size: float, learned: bool):
   """The srinf_fashion config of one run of the study."""
-  config = srinf_fashion.get_config(overrides or None)
-  config.data.source = _SOURCE.value
-  config.train.num_steps = _UPDATES.value
-  config.train.checkpoint_every = _UPDATES.value
-  config.train.sample_every = 10 * _UPDATES.value
+  config = srinf_fashion.get_config(args.set or None)
+  config.data.source = args.data_source
+  config.train.num_steps = args.updates
+  config.train.checkpoint_every = args.updates
+  config.train.sample_every = 10 * args.updates
   config.srinf.step_size = step_size
   config.srinf.learn_step_size = learned
   config.srinf.step_size_every = 1
@@ -72,28 +80,24 @@ def score(method, state, x, key) -> dict:
           'test_bound': float(np.mean(np.concatenate(bound)))}
 
 
-def main(argv):
-  del argv
-  grid = [float(s) for s in _GRID.value]
-  if len(grid) < 5:
-    raise app.UsageError('--grid needs at least five steps.')
-  os.makedirs(_OUT.value, exist_ok=True)
-  runs = ([(f'learned from {float(s):g}', float(s), True) for s in _INITS.value]
-          + [(f'fixed {s:g}', s, False) for s in grid])
+def main(argv=None):
+  args = parse_args(argv)
+  os.makedirs(args.out, exist_ok=True)
+  runs = ([(f'learned from {float(s):g}', float(s), True) for s in args.learned_inits.split(',')]
+          + [(f'fixed {float(s):g}', float(s), False) for s in args.grid.split(',')])
   rows, test_x = [], None
   for name, step, learned in runs:
-    config = run_config(step, learned, _SET.value)
-    workdir = os.path.join(_OUT.value, name.replace(' ', '_'))
-    state = trainer.train(config, workdir)
-    exp_method = experiment.build(config).method
+    config = run_config(args, step, learned)
+    state = trainer.train(config, os.path.join(args.out, name.replace(' ', '_')))
+    method = experiment.build(config).method
     if test_x is None:
       test = data.load_dataset(config.data).test
-      test_x = test.get(dataset_lib.sample_indices(len(test), _TEST.value))['x']
-    scores = score(exp_method, state, test_x, jax.random.key(123))
+      test_x = test.get(dataset_lib.sample_indices(len(test), args.test_examples))['x']
+    scores = score(method, state, test_x, jax.random.key(123))
     delta = float(jnp.exp(state['step_size']['params']['log_delta']))
     rows.append({'run': name, 'learned': learned, 'final_step_size': delta, **scores})
     print(json.dumps(rows[-1]), flush=True)
-  print(write_table(rows, _OUT.value), flush=True)
+  print(write_table(rows, args.out), flush=True)
 
 
 def learned_ranks(rows) -> dict:
@@ -121,4 +125,4 @@ def write_table(rows, out_dir: str) -> str:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  main()

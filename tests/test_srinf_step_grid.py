@@ -1,4 +1,6 @@
 """The learned step's rank among fixed steps in egm.srinf_step_grid's table."""
+import pytest
+
 from egm import srinf_step_grid
 
 
@@ -17,3 +19,13 @@ def test_each_learned_run_is_ranked_among_the_fixed_runs_only(tmp_path):
       'fixed 0.2', 'learned from 0.2', 'fixed 0.1', 'learned from 0.05', 'fixed 0.05']
   assert 'learned from 0.05 ranks 3 of 4' in table
   assert (tmp_path / 'grid.json').exists() and (tmp_path / 'grid.md').read_text() == table + '\n'
+
+
+def test_a_grid_of_fewer_than_five_steps_is_refused(capsys):
+  with pytest.raises(SystemExit):
+    srinf_step_grid.parse_args(['--grid', '0.05,0.1,0.2,0.4'])
+  assert 'at least five' in capsys.readouterr().err
+  args = srinf_step_grid.parse_args(['--grid', '0.01,0.02,0.05,0.1,0.2', '--set', 'smoke'])
+  config = srinf_step_grid.run_config(args, 0.07, learned=False)
+  assert (config.srinf.step_size, config.srinf.learn_step_size) == (0.07, False)
+  assert config.srinf.step_size_every == 1 and config.train.num_steps == args.updates

@@ -9,6 +9,9 @@ from egm import experiment
 from egm.methods import DataSpec, make_method
 
 torch = pytest.importorskip('torch')
+
+# Benchmark support, not library behaviour: twelve eager PyTorch updates and egm inits.
+pytestmark = pytest.mark.integration
 from benchmarks import torch_method_steps  # pylint: disable=wrong-import-position
 
 # The loss each method reports in both implementations, compared at init (None: finite only;
