@@ -10,7 +10,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from egm import write_errors
-from egm.errors import EgmError
+from egm.errors import EgmError, first_few
 
 CORRUPT_DIR = 'corrupt_checkpoints'  # under the workdir: checkpoints that did not read back
 
@@ -94,7 +94,7 @@ class Checkpointer:
                    for name in sorted(set(saved) | set(wanted))
                    if saved.get(name) != wanted.get(name)]
     if differences:
-      shown = '; '.join(differences[:6]) + ('; ...' if len(differences) > 6 else '')
+      shown = first_few(differences, 6)
       raise EgmError(
           f'The checkpoint of step {step} in {self.directory} was written by another config '
           f'(method, network sizes, latent shapes or the number of training examples differ): '

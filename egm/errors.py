@@ -7,3 +7,8 @@ class EgmError(Exception):
   The entry points print the message alone, without a traceback, and exit
   with status 2.
   """
+
+
+def first_few(items, limit: int) -> str:
+  """The first `limit` of `items` joined by '; ', with '; ...' when some were left out."""
+  return '; '.join(items[:limit]) + ('; ...' if len(items) > limit else '')

@@ -9,7 +9,7 @@ import numpy as np
 from flax import traverse_util
 
 from egm import config_defaults, data, parallel, write_errors
-from egm.errors import EgmError
+from egm.errors import EgmError, first_few
 from egm.methods import DataSpec, make_method
 
 
@@ -93,7 +93,7 @@ def check_workdir_config(config, workdir: str) -> None:
                    '--workdir.') from e
   differences = config_differences(saved, config)
   if differences:
-    shown = '; '.join(differences[:8]) + ('; ...' if len(differences) > 8 else '')
+    shown = first_few(differences, 8)
     raise EgmError(
         f'--workdir={workdir} holds the checkpoints of a run with another config ({path}): '
         f'{shown}. Resuming would mix two runs. Train in a new --workdir, or pass the values '
