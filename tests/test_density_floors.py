@@ -90,9 +90,38 @@ def test_exact_model_scores_at_the_floors(tmp_path):
       '8gaussians', np.random.default_rng(99), n)
   ctx = types.SimpleNamespace(
       method=ExactEightGaussians(), config=config, out_dir=str(tmp_path), state=None, key=None,
-      jitted_sample=exact_samples, dataset=types.SimpleNamespace(toy2d='8gaussians'))
+      jitted_sample=exact_samples, dataset=types.SimpleNamespace(toy2d='8gaussians'),
+      exp=types.SimpleNamespace(init_state=lambda: None))
   results = density_metrics(ctx)
   assert 0 < results['sample_tv_floor'] < 0.1
   assert 0.8 < results['sample_tv'] / results['sample_tv_floor'] < 1.25
   assert 0 < results['density_tv_floor'] < 0.05
   assert 0.8 < results['density_tv'] / results['density_tv_floor'] < 1.5
+
+
+class TemperedEightGaussians(ExactEightGaussians):
+  """exp(−state · E_true): the true density at state 1, uniform on the grid at state 0."""
+  generative = False
+
+  def energy(self, state, x):
+    return state * super().energy(None, x)
+
+
+def _tempered_metrics(tmp_path, trained: float, initial: float) -> dict:
+  config = ml_collections.ConfigDict()
+  config.eval = ml_collections.ConfigDict(dict(grid_extent=4.5, grid_size=60))
+  ctx = types.SimpleNamespace(
+      method=TemperedEightGaussians(), config=config, out_dir=str(tmp_path), state=trained,
+      key=None, dataset=types.SimpleNamespace(toy2d='8gaussians'),
+      exp=types.SimpleNamespace(init_state=lambda: initial))
+  return density_metrics(ctx)
+
+
+def test_an_energy_further_from_the_truth_than_its_initial_one_is_reported(tmp_path, capsys):
+  """density_tv_untrained is the initial energy's; a trained energy worse than it warns."""
+  worse = _tempered_metrics(tmp_path, trained=0.0, initial=1.0)
+  assert worse['density_tv_untrained'] < 0.05 < 0.5 < worse['density_tv']
+  assert 'has not learned the density' in capsys.readouterr().out
+  better = _tempered_metrics(tmp_path, trained=1.0, initial=0.0)
+  assert better['density_tv'] < 0.05 < 0.5 < better['density_tv_untrained']
+  assert 'has not learned' not in capsys.readouterr().out

@@ -7,7 +7,9 @@
   between the normalised model density exp(−E)/Z on a grid and the true density (methods
   with `energy`), beside `density_tv_floor`, the sampling error of that true-density
   estimate (2M samples) on the grid: the TV an exact model would score, and below which
-  density_tv cannot be expected to go (density.density_tv_floor); `sample_tv`, the same TV
+  density_tv cannot be expected to go (density.density_tv_floor), and
+  `density_tv_untrained`, that of the run's initial energy (a warning is printed when the
+  trained energy is further from the truth); `sample_tv`, the same TV
   for a histogram of `eval.num_tv_samples` model samples on the coarse grid, beside
   `sample_tv_floor`, the mean TV between histograms of as many fresh true samples and the
   same true density (what a model sampling the true distribution exactly scores, in
@@ -104,11 +106,28 @@ def density_metrics(ctx) -> dict:
     results['density_kl'] = density.kl_divergence(true_fine, model)
     results['density_tv_floor'] = density.density_tv_floor(sampler, true_fine, extent,
                                                            cfg.grid_size)
+    results['density_tv_untrained'] = _untrained_density_tv(ctx, true_fine)
+    if results['density_tv'] > results['density_tv_untrained']:
+      print(f"warning: exp(−E) is further from the true {_toy2d(ctx)} density (density_tv "
+            f"{results['density_tv']:.3f}) than the untrained energy's "
+            f"({results['density_tv_untrained']:.3f}): this run has not learned the density. "
+            "See the README's table of toy densities for the methods and densities where that "
+            "happens; train longer, lower --config.optim.lr_energy, or evaluate an earlier "
+            "checkpoint.", flush=True)
     shown = samples[:2000] if samples is not None else np.zeros((0, 2), np.float32)
     if len(shown):
       images.save_points_png(os.path.join(out_dir, 'density.png'), shown, extent,
                              background_density=model)
   return results
+
+
+def _untrained_density_tv(ctx, true_fine) -> float:
+  """density_tv of the run's initial energy (same seed, same grid): the baseline to beat."""
+  cfg = ctx.config.eval
+  initial = ctx.exp.init_state()
+  energies = density.energy_on_grid(lambda x: ctx.method.energy(initial, x), cfg.grid_extent,
+                                    cfg.grid_size)
+  return density.total_variation(density.density_from_energy(energies, 1.0), true_fine)
 
 
 @register_metric('long_run', methods=('long_run',), config=('eval.long_run_factor',))
