@@ -14,5 +14,11 @@ def get_config(arg=None):
   config.coopnets.step_size = 0.1
   config.coopnets.energy_l2 = 0.01
   config.eval.num_tv_samples = 20_000
+  # At unit temperature a mean data/sample energy gap of 10 nats means the chains sample
+  # states e^10 times less probable than the data: they no longer sample exp(−E), and the
+  # energy runs off (measured on rings, 2spirals). The guard rolls back to the last good
+  # checkpoint at 0.3x the learning rates, up to guard.max_rollbacks times, then stops.
+  config.guard.max_energy_gap = 10.0
+  config.guard.policy = 'rollback'
   config.eval.long_run_factor = 0
   return default.finish(config, arg)
