@@ -123,7 +123,8 @@ def write_table(rows, out_dir: str) -> str:
 def finished_rows(out_dir: str) -> list[dict]:
   """The result.json of every finished run under out_dir, by method and then density."""
   rows = []
-  for method in sorted(os.listdir(out_dir)):
+  methods = sorted(m for m in os.listdir(out_dir) if os.path.isdir(os.path.join(out_dir, m)))
+  for method in methods:
     for density in TOY2D_NAMES:
       path = os.path.join(out_dir, method, density, 'result.json')
       if os.path.exists(path):
