@@ -40,6 +40,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.energy_reference_std = 0.0  # >0 adds ‖x‖²/(2 std²) to E (Gaussian reference)
   # 'bfloat16': the image ConvNet energy computes in bf16 (chains, parameters stay float32)
   config.model.energy_dtype = 'float32'
+  # convolutions of the image nets: 'auto' (per layer, egm/nets/conv.py) | 'lax' | 'matmul'
+  config.model.conv_impl = 'auto'
   config.model.sigma = 0.3  # Gaussian observation noise of G, in [-1, 1] units
 
   config.optim = ml_collections.ConfigDict()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from egm.errors import EgmError
+from egm.nets import conv
 from egm.nets.conv import Conv, resolve
 
 # (input side, cin, cout, kernel, strides, padding): the convolutions of egm's networks.
@@ -52,8 +53,25 @@ def test_auto_picks_matmul_on_cpu_for_wide_convs_and_unknown_names_fail():
   on_cpu = jax.default_backend() == 'cpu'
   assert resolve('auto') == ('matmul' if on_cpu else 'lax')
   assert resolve('auto', features=64) == ('matmul' if on_cpu else 'lax')
+  assert resolve('auto', features=16, flops=1e9) == ('matmul' if on_cpu else 'lax')
+  assert resolve('auto', features=64, flops=1e6) == 'lax'
   assert resolve('auto', features=8) == 'lax'
   assert resolve('auto', features=1, whole_map=True) == ('matmul' if on_cpu else 'lax')
   assert resolve('lax') == 'lax'
   with pytest.raises(EgmError, match='model.conv_impl'):
     resolve('winograd')
+
+
+def test_implementation_counts_the_forward_flops_of_one_conv(monkeypatch):
+  """2·B·Ho·Wo·kh·kw·C·F decides 'auto': (4, 28, 28, 16) -> 16 channels, 3x3 'SAME' is
+  2·4·784·9·16·16 = 14.45 MFLOP; 4x4 stride 2 with 1-pixel pads gives 14x14 outputs."""
+  monkeypatch.setattr(conv, 'MIN_MATMUL_FEATURES', 16)
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'cpu')
+  same = ((1, 1), (1, 1))
+  for threshold, expected in ((14.4e6, 'matmul'), (14.5e6, 'lax')):
+    monkeypatch.setattr(conv, 'MIN_MATMUL_FLOPS', threshold)
+    assert conv.implementation('auto', 16, (4, 28, 28, 16), (3, 3), (1, 1), same) == expected
+  monkeypatch.setattr(conv, 'MIN_MATMUL_FLOPS', 2 * 4 * 196 * 16 * 16 * 16)
+  assert conv.implementation('auto', 16, (4, 28, 28, 16), (4, 4), (2, 2), same) == 'matmul'
+  monkeypatch.setattr(conv, 'MIN_MATMUL_FLOPS', 2 * 4 * 196 * 16 * 16 * 16 + 1)
+  assert conv.implementation('auto', 16, (4, 28, 28, 16), (4, 4), (2, 2), same) == 'lax'

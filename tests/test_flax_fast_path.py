@@ -140,11 +140,14 @@ def test_one_and_three_dimensional_convs_and_egm_modules_are_left_alone():
       assert uses_lax_conv(module.apply, params, x)
 
 
-def test_auto_keeps_narrow_convs_on_lax_and_takes_wide_ones_off_it_on_cpu():
+def test_auto_keeps_narrow_or_small_convs_on_lax_and_takes_big_ones_off_it_on_cpu():
+  """conv.resolve's rule: >= 16 output channels and >= 25 MFLOP forward go to the GEMM."""
   narrow, wide = nn.Conv(8, (3, 3)), nn.Conv(64, (3, 3))
+  big = jax.random.normal(jax.random.key(6), (8, 32, 32, 8))  # 75 MFLOP at 64 channels
   with fast_convolutions():
-    for module, expect_lax in ((narrow, True), (wide, jax.default_backend() != 'cpu')):
-      assert uses_lax_conv(module.apply, random_params(module, X), X) == expect_lax
+    for module, x, expect_lax in ((narrow, big, True), (wide, X, True),
+                                  (wide, big, jax.default_backend() != 'cpu')):
+      assert uses_lax_conv(module.apply, random_params(module, x), x) == expect_lax
 
 
 def test_extra_batch_axes_are_flattened_like_nn_conv():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from egm.errors import EgmError
-from egm.nets import layers, make_networks
+from egm.nets import layers, make_networks, registry
 
 
 ROLES = ('energy', 'generator', 'encoder')
@@ -97,3 +97,37 @@ def test_networks_are_built_by_registered_name_and_a_duplicate_name_is_refused()
   with pytest.raises(EgmError, match='no encoder'):
     make_networks(ml_collections.ConfigDict({**_model().to_dict(), 'architecture': 'texture',
                                              'texture_energy_stages': 2}), (8, 8, 1), 'encoder')
+
+
+def _conv_ops_and_kernels(module, *args, **kwargs):
+  """(lax conv ops in the traced forward, 4-D kernels among the parameters)."""
+  variables = module.init(jax.random.key(0), *args, **kwargs)
+  jaxpr = jax.make_jaxpr(lambda v: module.apply(v, *args, mutable=['batch_stats'], **kwargs))(
+      variables)
+  ops = sum(str(eqn.primitive) == 'conv_general_dilated' for eqn in jaxpr.jaxpr.eqns)
+  kernels = sum(leaf.ndim == 4 for leaf in jax.tree.leaves(variables['params']))
+  return ops, kernels
+
+
+@pytest.mark.parametrize('name', ['conv_energy', 'conv_generator', 'conv_encoder',
+                                  'texture_energy', 'texture_generator',
+                                  'conv_hierarchical_generator'])
+def test_model_conv_impl_reaches_every_convolution_of_the_image_networks(name):
+  """'lax' traces one lax conv per 4-D kernel; 'matmul' none (patches and GEMMs)."""
+  x_shape = (16, 16, 1)
+  for impl in ('lax', 'matmul'):
+    model = _model()
+    model.update(conv_impl=impl, texture_energy_stages=2, latent_dims='4,4')
+    module = registry.build_network(name, model, x_shape)
+    latent_shape = registry.NETWORKS[name].latent_shape
+    arg_shape = latent_shape(model, x_shape) if latent_shape else x_shape
+    ops, kernels = _conv_ops_and_kernels(module, jnp.zeros((2, *arg_shape)))
+    assert kernels > 0
+    assert ops == (kernels if impl == 'lax' else 0), impl
+
+
+def test_an_unknown_model_conv_impl_is_refused_by_name():
+  model = _model()
+  model.conv_impl = 'winograd'
+  with pytest.raises(EgmError, match='model.conv_impl'):
+    make_networks(model, (16, 16, 1), 'energy')

@@ -6,6 +6,7 @@ than `lax.conv_general_dilated` (benchmarks/RESULTS.md). `Conv` has the paramete
 `nn.Conv` ('kernel' (kh, kw, cin, cout), 'bias' (cout,)), so checkpoints do not depend on
 the implementation.
 """
+import math
 from typing import Sequence
 
 import flax.linen as nn
@@ -18,14 +19,18 @@ from egm.errors import EgmError
 IMPLEMENTATIONS = ('auto', 'lax', 'matmul')
 
 
-MIN_MATMUL_FEATURES = 64  # 'auto' keeps narrower convs on lax: there compile time dominates
+# 'auto' on CPU: the GEMM path for a conv of at least this many output channels and forward
+# FLOPs (benchmarks/OPTIONS.md); smaller convs stay on lax, where compile time dominates
+MIN_MATMUL_FEATURES = 16
+MIN_MATMUL_FLOPS = 2.5e7
 
 
-def resolve(impl: str, features: int | None = None, whole_map: bool = False) -> str:
+def resolve(impl: str, features: int | None = None, whole_map: bool = False,
+            flops: float | None = None) -> str:
   """'auto' -> 'matmul' on CPU, 'lax' elsewhere; 'lax' and 'matmul' as given.
 
-  On CPU, 'auto' keeps a conv with fewer than `MIN_MATMUL_FEATURES` output channels on
-  lax (measured: a width-8 EBM chain gradient compiled in 22 s with patches, 6 s with lax),
+  On CPU, 'auto' keeps on lax a conv with fewer than `MIN_MATMUL_FEATURES` output channels
+  or fewer than `MIN_MATMUL_FLOPS` forward FLOPs (`flops`, 2·B·Ho·Wo·kh·kw·C·F; None: large),
   unless its kernel covers the whole input map (`whole_map`: the patches are a reshape).
   """
   if impl not in IMPLEMENTATIONS:
@@ -34,8 +39,16 @@ def resolve(impl: str, features: int | None = None, whole_map: bool = False) -> 
   if impl == 'auto':
     if jax.default_backend() != 'cpu':
       return 'lax'
-    narrow = features is not None and features < MIN_MATMUL_FEATURES
-    return 'lax' if narrow and not whole_map else 'matmul'
+    small = ((features is not None and features < MIN_MATMUL_FEATURES)
+             or (flops is not None and flops < MIN_MATMUL_FLOPS))
+    return 'lax' if small and not whole_map else 'matmul'
+  return impl
+
+
+def conv_impl(model_config) -> str:
+  """`model.conv_impl` of a config's model section, checked ('auto' where the key is absent)."""
+  impl = model_config.get('conv_impl', 'auto')
+  resolve(impl)
   return impl
 
 
@@ -71,10 +84,15 @@ def explicit_padding(padding, kernel_size, strides, in_size) -> tuple:
   return tuple(tuple(p) for p in padding)
 
 
-def implementation(impl: str, features: int, in_size, kernel_size, pads) -> str:
-  """`resolve` for one conv of a (·,*in_size,·) input; `pads` as from `explicit_padding`."""
-  whole_map = tuple(in_size) == tuple(kernel_size) and pads == ((0, 0), (0, 0))
-  return resolve(impl, features, whole_map)
+def implementation(impl: str, features: int, x_shape, kernel_size, strides, pads) -> str:
+  """`resolve` for one conv of an input of `x_shape` (*batch, H, W, C); `pads` as from
+  `explicit_padding`."""
+  in_size = tuple(x_shape[-3:-1])
+  whole_map = in_size == tuple(kernel_size) and pads == ((0, 0), (0, 0))
+  out_positions = math.prod(x_shape[:-3]) * math.prod(
+      (n + lo + hi - k) // s + 1 for n, (lo, hi), k, s in zip(in_size, pads, kernel_size, strides))
+  flops = 2.0 * out_positions * math.prod(kernel_size) * x_shape[-1] * features
+  return resolve(impl, features, whole_map, flops)
 
 
 class Conv(nn.Module):
@@ -95,7 +113,7 @@ class Conv(nn.Module):
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (*kernel_size, x.shape[-1], self.features), jnp.float32)
     pads = explicit_padding(self.padding, kernel_size, strides, x.shape[1:3])
-    if implementation(self.impl, self.features, x.shape[1:3], kernel_size, pads) == 'matmul':
+    if implementation(self.impl, self.features, x.shape, kernel_size, strides, pads) == 'matmul':
       y = matmul_conv(x, kernel, strides, pads)
     else:
       y = lax.conv_general_dilated(x, kernel.astype(x.dtype), strides, pads,

@@ -21,8 +21,8 @@ Eligible: a layer of exactly type `nn.Conv`, 2-D (input (*batch, H, W, C)), any 
 padding 'SAME', 'SAME_LOWER', 'VALID' or non-negative explicit pads, float32 input,
 parameters and compute, and none of: input or kernel dilation, feature groups, a mask,
 a precision, a custom `promote_dtype` or conv function. Every other layer, and every layer
-`conv.resolve` keeps on lax (any backend but CPU; under impl='auto' fewer than 64 output
-channels unless the kernel covers the whole map), runs the original `nn.Conv` call.
+`conv.resolve` keeps on lax (any backend but CPU; under impl='auto' a conv with few output
+channels or few FLOPs unless the kernel covers the whole map), runs the original `nn.Conv` call.
 `nn.ConvTranspose` is left alone: egm has no fast transposed convolution (its generators
 use `layers.Upsample2x`).
 """
@@ -45,9 +45,10 @@ PADDING_NAMES = ('SAME', 'SAME_LOWER', 'VALID')
 def fast_convolutions(impl: str = 'auto'):
   """Routes eligible `nn.Conv` calls traced inside through `conv.matmul_conv`.
 
-  `impl` 'auto' follows `conv.resolve` (the egm modules' choice: matmul on CPU for 64 or
-  more output channels); 'matmul' takes every eligible layer on any backend. Usable as a
-  decorator: `fast_convolutions()(fn)` enters the context on each call of `fn`.
+  `impl` 'auto' follows `conv.resolve` (the egm modules' choice: matmul on CPU for convs
+  with enough output channels and FLOPs); 'matmul' takes every eligible layer on any
+  backend. Usable as a decorator: `fast_convolutions()(fn)` enters the context on each call
+  of `fn`.
   """
   if impl not in IMPLS:
     raise EgmError(f'fast_convolutions(impl={impl!r}): impl must be one of {IMPLS} '
@@ -88,7 +89,8 @@ def _plan(module: nn.Conv, inputs, impl: str):
   pads = _explicit_pads(module.padding, kernel_size, strides, in_size)
   if pads is None or any(n + lo + hi < k for n, (lo, hi), k in zip(in_size, pads, kernel_size)):
     return None  # a mode the fast path lacks, or an empty output: nn.Conv's own call
-  if conv.implementation(impl, module.features, in_size, kernel_size, pads) != 'matmul':
+  if conv.implementation(impl, module.features, jnp.shape(inputs), kernel_size, strides,
+                         pads) != 'matmul':
     return None
   return kernel_size, strides, pads
 
