@@ -55,6 +55,12 @@ def test_auto_picks_matmul_on_cpu_for_wide_convs_and_unknown_names_fail():
   assert resolve('auto', features=64) == ('matmul' if on_cpu else 'lax')
   assert resolve('auto', features=16, flops=1e9) == ('matmul' if on_cpu else 'lax')
   assert resolve('auto', features=64, flops=1e6) == 'lax'
+  wide_gemm = 'matmul' if on_cpu else 'lax'
+  # stride 1, narrow, patches past the cache: lax; small patches, wide or strided: the GEMM
+  assert resolve('auto', 32, flops=1e9, stride_one=True, patch_bytes=64 * 2 ** 20) == 'lax'
+  assert resolve('auto', 32, flops=1e9, stride_one=True, patch_bytes=2 ** 20) == wide_gemm
+  assert resolve('auto', 64, flops=1e9, stride_one=True, patch_bytes=64 * 2 ** 20) == wide_gemm
+  assert resolve('auto', 32, flops=1e9, stride_one=False, patch_bytes=64 * 2 ** 20) == wide_gemm
   assert resolve('auto', features=8) == 'lax'
   assert resolve('auto', features=1, whole_map=True) == ('matmul' if on_cpu else 'lax')
   assert resolve('lax') == 'lax'
@@ -75,3 +81,8 @@ def test_implementation_counts_the_forward_flops_of_one_conv(monkeypatch):
   assert conv.implementation('auto', 16, (4, 28, 28, 16), (4, 4), (2, 2), same) == 'matmul'
   monkeypatch.setattr(conv, 'MIN_MATMUL_FLOPS', 2 * 4 * 196 * 16 * 16 * 16 + 1)
   assert conv.implementation('auto', 16, (4, 28, 28, 16), (4, 4), (2, 2), same) == 'lax'
+  # patches of the 3x3 conv: 4·784·144 floats = 1,806,336 bytes
+  monkeypatch.setattr(conv, 'MIN_MATMUL_FLOPS', 0)
+  for cache, expected in ((1_806_336, 'matmul'), (1_806_335, 'lax')):
+    monkeypatch.setattr(conv, 'PATCH_CACHE_BYTES', cache)
+    assert conv.implementation('auto', 16, (4, 28, 28, 16), (3, 3), (1, 1), same) == expected

@@ -100,11 +100,10 @@ def test_networks_are_built_by_registered_name_and_a_duplicate_name_is_refused()
 
 
 def _conv_ops_and_kernels(module, *args, **kwargs):
-  """(lax conv ops in the traced forward, 4-D kernels among the parameters)."""
+  """(convolutions in the lowered forward, 4-D kernels among the parameters)."""
   variables = module.init(jax.random.key(0), *args, **kwargs)
-  jaxpr = jax.make_jaxpr(lambda v: module.apply(v, *args, mutable=['batch_stats'], **kwargs))(
-      variables)
-  ops = sum(str(eqn.primitive) == 'conv_general_dilated' for eqn in jaxpr.jaxpr.eqns)
+  forward = jax.jit(lambda v: module.apply(v, *args, mutable=['batch_stats'], **kwargs))
+  ops = forward.lower(variables).as_text().count('stablehlo.convolution')
   kernels = sum(leaf.ndim == 4 for leaf in jax.tree.leaves(variables['params']))
   return ops, kernels
 

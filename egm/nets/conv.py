@@ -2,7 +2,8 @@
 
 On XLA:CPU a convolution written as shifted strided slices concatenated along channels
 (im2col) followed by one GEMM runs its forward and input-gradient passes about 2-3x faster
-than `lax.conv_general_dilated` (benchmarks/RESULTS.md). `Conv` has the parameters of
+than `lax.conv_general_dilated` when its GEMM is wide (benchmarks/RESULTS.md); narrow
+stride-1 convs run faster as `lax_conv.conv` (lax with a plain-convolution input gradient). `Conv` has the parameters of
 `nn.Conv` ('kernel' (kh, kw, cin, cout), 'bias' (cout,)), so checkpoints do not depend on
 the implementation.
 """
@@ -15,23 +16,31 @@ import jax.numpy as jnp
 from jax import lax
 
 from egm.errors import EgmError
+from egm.nets import lax_conv
 
 IMPLEMENTATIONS = ('auto', 'lax', 'matmul')
 
 
 # 'auto' on CPU: the GEMM path for a conv of at least this many output channels and forward
-# FLOPs (benchmarks/OPTIONS.md); smaller convs stay on lax, where compile time dominates
+# FLOPs; smaller convs stay on lax, where compile time dominates. A stride-1 conv with fewer
+# than WIDE_FEATURES output channels whose patches outgrow PATCH_CACHE_BYTES (a GEMM too
+# narrow to pay for copying them at memory speed) stays on lax too (benchmarks/OPTIONS.md).
 MIN_MATMUL_FEATURES = 16
 MIN_MATMUL_FLOPS = 2.5e7
+WIDE_FEATURES = 64
+PATCH_CACHE_BYTES = 16 * 2 ** 20
 
 
 def resolve(impl: str, features: int | None = None, whole_map: bool = False,
-            flops: float | None = None) -> str:
+            flops: float | None = None, stride_one: bool = False,
+            patch_bytes: float | None = None) -> str:
   """'auto' -> 'matmul' on CPU, 'lax' elsewhere; 'lax' and 'matmul' as given.
 
   On CPU, 'auto' keeps on lax a conv with fewer than `MIN_MATMUL_FEATURES` output channels
-  or fewer than `MIN_MATMUL_FLOPS` forward FLOPs (`flops`, 2·B·Ho·Wo·kh·kw·C·F; None: large),
-  unless its kernel covers the whole input map (`whole_map`: the patches are a reshape).
+  or fewer than `MIN_MATMUL_FLOPS` forward FLOPs (`flops`, 2·B·Ho·Wo·kh·kw·C·F), and a
+  stride-1 conv (`stride_one`) with fewer than `WIDE_FEATURES` output channels whose im2col
+  patches take more than `PATCH_CACHE_BYTES` (`patch_bytes`); None means large. A kernel
+  that covers the whole input map (`whole_map`: the patches are a reshape) takes the GEMM.
   """
   if impl not in IMPLEMENTATIONS:
     raise EgmError(f'Unknown convolution implementation {impl!r}; set model.conv_impl to one '
@@ -39,9 +48,13 @@ def resolve(impl: str, features: int | None = None, whole_map: bool = False,
   if impl == 'auto':
     if jax.default_backend() != 'cpu':
       return 'lax'
+    if whole_map:
+      return 'matmul'
     small = ((features is not None and features < MIN_MATMUL_FEATURES)
              or (flops is not None and flops < MIN_MATMUL_FLOPS))
-    return 'lax' if small and not whole_map else 'matmul'
+    narrow_and_big = (stride_one and features is not None and features < WIDE_FEATURES
+                      and (patch_bytes is None or patch_bytes > PATCH_CACHE_BYTES))
+    return 'lax' if small or narrow_and_big else 'matmul'
   return impl
 
 
@@ -84,21 +97,25 @@ def explicit_padding(padding, kernel_size, strides, in_size) -> tuple:
   return tuple(tuple(p) for p in padding)
 
 
-def implementation(impl: str, features: int, x_shape, kernel_size, strides, pads) -> str:
-  """`resolve` for one conv of an input of `x_shape` (*batch, H, W, C); `pads` as from
-  `explicit_padding`."""
+def implementation(impl: str, features: int, x_shape, kernel_size, strides, pads,
+                   itemsize: int = 4) -> str:
+  """`resolve` for one conv of an input of `x_shape` (*batch, H, W, C) with `itemsize`-byte
+  elements; `pads` as from `explicit_padding`."""
   in_size = tuple(x_shape[-3:-1])
   whole_map = in_size == tuple(kernel_size) and pads == ((0, 0), (0, 0))
   out_positions = math.prod(x_shape[:-3]) * math.prod(
       (n + lo + hi - k) // s + 1 for n, (lo, hi), k, s in zip(in_size, pads, kernel_size, strides))
-  flops = 2.0 * out_positions * math.prod(kernel_size) * x_shape[-1] * features
-  return resolve(impl, features, whole_map, flops)
+  patch_elements = out_positions * math.prod(kernel_size) * x_shape[-1]
+  return resolve(impl, features, whole_map, 2.0 * patch_elements * features,
+                 tuple(strides) == (1, 1), patch_elements * itemsize)
 
 
 class Conv(nn.Module):
   """NHWC conv, (B,H,W,Cin) -> (B,Ho,Wo,features); parameters named and shaped as `nn.Conv`.
 
-  `impl` is 'auto' (see `resolve`), 'lax' or 'matmul'.
+  `impl` is 'auto' (see `resolve`), 'lax' or 'matmul'. On CPU the lax path is
+  `lax_conv.conv`, which supports reverse-mode derivatives of any order but not forward
+  mode (`jax.jvp`, `jax.jacfwd`); `impl='matmul'` supports both.
   """
   features: int
   kernel_size: Sequence[int]
@@ -113,11 +130,14 @@ class Conv(nn.Module):
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (*kernel_size, x.shape[-1], self.features), jnp.float32)
     pads = explicit_padding(self.padding, kernel_size, strides, x.shape[1:3])
-    if implementation(self.impl, self.features, x.shape, kernel_size, strides, pads) == 'matmul':
+    if implementation(self.impl, self.features, x.shape, kernel_size, strides, pads,
+                      x.dtype.itemsize) == 'matmul':
       y = matmul_conv(x, kernel, strides, pads)
+    elif jax.default_backend() == 'cpu':
+      y = lax_conv.conv(x, kernel.astype(x.dtype), strides, pads)
     else:
       y = lax.conv_general_dilated(x, kernel.astype(x.dtype), strides, pads,
-                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+                                   dimension_numbers=lax_conv.DIMENSION_NUMBERS)
     if self.use_bias:
       bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)
       y = y + bias.astype(y.dtype)
