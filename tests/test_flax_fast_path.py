@@ -165,3 +165,16 @@ def test_unknown_impl_is_an_egm_error_naming_the_choices():
   with pytest.raises(EgmError, match=r"impl must be one of \('auto', 'matmul'\)"):
     with fast_convolutions('winograd'):
       pass
+
+
+@pytest.mark.skipif(jax.default_backend() != 'cpu', reason='lax_conv is the CPU lax path')
+def test_a_layer_kept_on_lax_runs_egms_lax_conv_with_the_same_outputs_and_gradients():
+  narrow = nn.Conv(8, (3, 3))
+  params = random_params(narrow, X)
+  plain = outputs_and_gradients(narrow)(params, X)
+  with fast_convolutions():
+    jaxpr = str(jax.make_jaxpr(outputs_and_gradients(narrow))(params, X))
+    fast = outputs_and_gradients(narrow)(params, X)
+  assert 'custom_vjp_call' in jaxpr and 'conv_general_dilated' in jaxpr
+  for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(plain)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

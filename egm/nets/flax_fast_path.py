@@ -6,7 +6,8 @@
     energy = egm.nets.fast_convolutions()(energy)  # or as a decorator of the energy function
 
 Inside the context a `flax.linen.intercept_methods` interceptor computes each eligible
-`nn.Conv.__call__` as `conv.matmul_conv` (im2col + one GEMM) with the layer's own parameters
+`nn.Conv.__call__` as egm's convolution (`conv.matmul_conv`, im2col + one GEMM, or
+`lax_conv.conv` where `conv.resolve` keeps the layer on lax) with the layer's own parameters
 ('kernel' (kh, kw, cin, cout), 'bias' (cout,), created by the layer's initialisers), so
 parameters, outputs and gradients are those of `nn.Conv` up to float32 rounding. It is a
 context manager rather than a sampler option because the implementation of a convolution
@@ -20,9 +21,11 @@ the context keeps its compiled (lax) convolutions when called inside it.
 Eligible: a layer of exactly type `nn.Conv`, 2-D (input (*batch, H, W, C)), any strides,
 padding 'SAME', 'SAME_LOWER', 'VALID' or non-negative explicit pads, float32 input,
 parameters and compute, and none of: input or kernel dilation, feature groups, a mask,
-a precision, a custom `promote_dtype` or conv function. Every other layer, and every layer
-`conv.resolve` keeps on lax (any backend but CPU; under impl='auto' a conv with few output
-channels or few FLOPs unless the kernel covers the whole map), runs the original `nn.Conv` call.
+a precision, a custom `promote_dtype` or conv function. An eligible layer that
+`conv.resolve` keeps on lax (under impl='auto' on CPU: few output channels or FLOPs, or a
+narrow stride-1 conv with large patches) runs `lax_conv.conv` on CPU, as egm's own modules
+do (lax's forward, a plain-convolution input gradient; no forward-mode derivatives), and the
+original `nn.Conv` call on other backends. Every other layer runs the original `nn.Conv` call.
 `nn.ConvTranspose` is left alone: egm has no fast transposed convolution (its generators
 use `layers.Upsample2x`).
 """
@@ -30,12 +33,13 @@ import contextlib
 import functools
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 from flax.linen import dtypes
 from flax.linen.linear import canonicalize_padding
 
 from egm.errors import EgmError
-from egm.nets import conv
+from egm.nets import conv, lax_conv
 
 IMPLS = ('auto', 'matmul')
 PADDING_NAMES = ('SAME', 'SAME_LOWER', 'VALID')
@@ -43,11 +47,11 @@ PADDING_NAMES = ('SAME', 'SAME_LOWER', 'VALID')
 
 @contextlib.contextmanager
 def fast_convolutions(impl: str = 'auto'):
-  """Routes eligible `nn.Conv` calls traced inside through `conv.matmul_conv`.
+  """Routes eligible `nn.Conv` calls traced inside through egm's convolution.
 
-  `impl` 'auto' follows `conv.resolve` (the egm modules' choice: matmul on CPU for convs
-  with enough output channels and FLOPs); 'matmul' takes every eligible layer on any
-  backend. Usable as a decorator: `fast_convolutions()(fn)` enters the context on each call
+  `impl` 'auto' follows `conv.resolve` per layer, as egm's own modules do (on CPU
+  `conv.matmul_conv` or `lax_conv.conv`); 'matmul' takes every eligible layer to
+  `conv.matmul_conv` on any backend. Usable as a decorator: `fast_convolutions()(fn)` enters the context on each call
   of `fn`.
   """
   if impl not in IMPLS:
@@ -70,7 +74,8 @@ def _intercept(next_fun, args, kwargs, context, *, impl):
 
 
 def _plan(module: nn.Conv, inputs, impl: str):
-  """(kernel_size, strides, pads) when `module` applied to `inputs` takes the matmul path."""
+  """(kernel_size, strides, pads, 'matmul' | 'lax') when `module` applied to `inputs` takes
+  egm's convolution; None for nn.Conv's own call."""
   kernel_size = module.kernel_size
   if isinstance(kernel_size, int) or len(kernel_size) != 2 or jnp.ndim(inputs) < 3:
     return None
@@ -89,10 +94,11 @@ def _plan(module: nn.Conv, inputs, impl: str):
   pads = _explicit_pads(module.padding, kernel_size, strides, in_size)
   if pads is None or any(n + lo + hi < k for n, (lo, hi), k in zip(in_size, pads, kernel_size)):
     return None  # a mode the fast path lacks, or an empty output: nn.Conv's own call
-  if conv.implementation(impl, module.features, jnp.shape(inputs), kernel_size, strides,
-                         pads) != 'matmul':
+  choice = conv.implementation(impl, module.features, jnp.shape(inputs), kernel_size, strides,
+                                pads)
+  if choice != 'matmul' and jax.default_backend() != 'cpu':
     return None
-  return kernel_size, strides, pads
+  return kernel_size, strides, pads, choice
 
 
 def _pair(value):
@@ -119,13 +125,17 @@ def _explicit_pads(padding, kernel_size, strides, in_size):
   return pads if all(isinstance(v, int) and v >= 0 for p in pads for v in p) else None
 
 
-def _call(module: nn.Conv, inputs, kernel_size, strides, pads):
-  """`module`'s output for `inputs` (*batch, H, W, C) through `conv.matmul_conv`."""
+def _call(module: nn.Conv, inputs, kernel_size, strides, pads, choice):
+  """`module`'s output for `inputs` (*batch, H, W, C) through `conv.matmul_conv` or
+  `lax_conv.conv` (`choice` 'matmul' or 'lax')."""
   batch_shape, image_shape = inputs.shape[:-3], inputs.shape[-3:]
   x = jnp.reshape(inputs, (-1, *image_shape))
   kernel = module.param('kernel', module.kernel_init,
                         (*kernel_size, image_shape[-1], module.features), module.param_dtype)
-  y = conv.matmul_conv(x, kernel, strides, pads)
+  if choice == 'matmul':
+    y = conv.matmul_conv(x, kernel, strides, pads)
+  else:
+    y = lax_conv.conv(x, kernel, strides, pads)
   if module.use_bias:
     y = y + module.param('bias', module.bias_init, (module.features,), module.param_dtype)
   return jnp.reshape(y, (*batch_shape, *y.shape[1:]))
