@@ -3,9 +3,9 @@
 On XLA:CPU a convolution written as shifted strided slices concatenated along channels
 (im2col) followed by one GEMM runs its forward and input-gradient passes about 2-3x faster
 than `lax.conv_general_dilated` when its GEMM is wide (benchmarks/RESULTS.md); narrow
-stride-1 convs run faster as `lax_conv.conv` (lax with a plain-convolution input gradient). `Conv` has the parameters of
-`nn.Conv` ('kernel' (kh, kw, cin, cout), 'bias' (cout,)), so checkpoints do not depend on
-the implementation.
+stride-1 convs run faster as `lax_conv.conv` (lax with a plain-convolution input gradient).
+`Conv` has the parameters of `nn.Conv` ('kernel' (kh, kw, cin, cout), 'bias' (cout,)), so
+checkpoints do not depend on the implementation.
 """
 import math
 from typing import Sequence

@@ -51,8 +51,8 @@ def fast_convolutions(impl: str = 'auto'):
 
   `impl` 'auto' follows `conv.resolve` per layer, as egm's own modules do (on CPU
   `conv.matmul_conv` or `lax_conv.conv`); 'matmul' takes every eligible layer to
-  `conv.matmul_conv` on any backend. Usable as a decorator: `fast_convolutions()(fn)` enters the context on each call
-  of `fn`.
+  `conv.matmul_conv` on any backend. Usable as a decorator: `fast_convolutions()(fn)`
+  enters the context on each call of `fn`.
   """
   if impl not in IMPLS:
     raise EgmError(f'fast_convolutions(impl={impl!r}): impl must be one of {IMPLS} '
