@@ -55,5 +55,6 @@ def test_a_langevin_chain_compiles_its_input_gradients_to_plain_convolutions():
     return jax.jit(chain).lower(jnp.ones((4, 12, 12, 8))).compile().as_text()
 
   ours, theirs = compiled(lax_conv.conv), compiled(reference)
+  convolutions = [line for line in ours.splitlines() if ' convolution(' in line]
   assert '01oi' in theirs
-  assert '01oi' not in ours and ours.count('convolution(') == theirs.count('convolution(')
+  assert len(convolutions) >= 3 and all('01io->' in line for line in convolutions)
