@@ -16,13 +16,13 @@ import sys
 import jax
 
 from benchmarks import compile_time, flax_fast_path, langevin_speed, memory, precision, torch_chain
-from benchmarks import torch_updates, training
+from benchmarks import conv_layers, torch_updates, training
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 # XLA:CPU options compared in subprocesses (each needs a fresh process).
 SECTIONS = ('langevin', 'flags', 'precision', 'flax', 'compile', 'memory', 'training', 'scaling',
-            'torch_updates')
+            'torch_updates', 'conv_layers')
 FLAG_OPTIONS = ['', '--xla_cpu_use_onednn=true', '--xla_cpu_use_xnnpack=true',
                 '--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY']
 
@@ -205,6 +205,10 @@ def main():
     emit(f'Whole training steps: egm vs PyTorch, same networks and losses (synthetic batches, '
          f'medians of {repeats} alternating calls; benchmarks/torch_updates.py)',
          torch_updates.HEADER, torch_updates.rows(list(torch_updates.CASES), repeats))
+  if 'conv_layers' in only and torch_chain.available():
+    emit(f'One 3x3 convolution layer, forward and both gradients: egm vs PyTorch (batch 100, '
+         f'medians of {repeats} alternating calls; benchmarks/conv_layers.py)',
+         conv_layers.HEADER, conv_layers.rows(100, repeats))
   print(f'wrote {args.out}')
 
 
