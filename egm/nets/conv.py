@@ -110,6 +110,18 @@ def implementation(impl: str, features: int, x_shape, kernel_size, strides, pads
                  tuple(strides) == (1, 1), patch_elements * itemsize)
 
 
+def convolve(x, kernel, strides, pads, choice: str):
+  """(B,H,W,C) conv (kh,kw,C,F) -> (B,Ho,Wo,F) in x's dtype by `choice` ('matmul' | 'lax', as
+  `implementation` returns it): `matmul_conv`, or lax's convolution (`lax_conv.conv` on CPU)."""
+  if choice == 'matmul':
+    return matmul_conv(x, kernel, strides, pads)
+  kernel = kernel.astype(x.dtype)
+  if jax.default_backend() == 'cpu':
+    return lax_conv.conv(x, kernel, strides, pads)
+  return lax.conv_general_dilated(x, kernel, strides, pads,
+                                  dimension_numbers=lax_conv.DIMENSION_NUMBERS)
+
+
 class Conv(nn.Module):
   """NHWC conv, (B,H,W,Cin) -> (B,Ho,Wo,features); parameters named and shaped as `nn.Conv`.
 
@@ -130,14 +142,9 @@ class Conv(nn.Module):
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (*kernel_size, x.shape[-1], self.features), jnp.float32)
     pads = explicit_padding(self.padding, kernel_size, strides, x.shape[1:3])
-    if implementation(self.impl, self.features, x.shape, kernel_size, strides, pads,
-                      x.dtype.itemsize) == 'matmul':
-      y = matmul_conv(x, kernel, strides, pads)
-    elif jax.default_backend() == 'cpu':
-      y = lax_conv.conv(x, kernel.astype(x.dtype), strides, pads)
-    else:
-      y = lax.conv_general_dilated(x, kernel.astype(x.dtype), strides, pads,
-                                   dimension_numbers=lax_conv.DIMENSION_NUMBERS)
+    choice = implementation(self.impl, self.features, x.shape, kernel_size, strides, pads,
+                            x.dtype.itemsize)
+    y = convolve(x, kernel, strides, pads, choice)
     if self.use_bias:
       bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)
       y = y + bias.astype(y.dtype)

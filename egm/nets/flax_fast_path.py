@@ -39,7 +39,7 @@ from flax.linen import dtypes
 from flax.linen.linear import canonicalize_padding
 
 from egm.errors import EgmError
-from egm.nets import conv, lax_conv
+from egm.nets import conv
 
 IMPLS = ('auto', 'matmul')
 PADDING_NAMES = ('SAME', 'SAME_LOWER', 'VALID')
@@ -126,16 +126,13 @@ def _explicit_pads(padding, kernel_size, strides, in_size):
 
 
 def _call(module: nn.Conv, inputs, kernel_size, strides, pads, choice):
-  """`module`'s output for `inputs` (*batch, H, W, C) through `conv.matmul_conv` or
-  `lax_conv.conv` (`choice` 'matmul' or 'lax')."""
+  """`module`'s output for `inputs` (*batch, H, W, C) through `conv.convolve` (`choice`
+  'matmul' or 'lax')."""
   batch_shape, image_shape = inputs.shape[:-3], inputs.shape[-3:]
   x = jnp.reshape(inputs, (-1, *image_shape))
   kernel = module.param('kernel', module.kernel_init,
                         (*kernel_size, image_shape[-1], module.features), module.param_dtype)
-  if choice == 'matmul':
-    y = conv.matmul_conv(x, kernel, strides, pads)
-  else:
-    y = lax_conv.conv(x, kernel, strides, pads)
+  y = conv.convolve(x, kernel, strides, pads, choice)
   if module.use_bias:
     y = y + module.param('bias', module.bias_init, (module.features,), module.param_dtype)
   return jnp.reshape(y, (*batch_shape, *y.shape[1:]))
