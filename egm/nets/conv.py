@@ -1,6 +1,9 @@
-"""2-D convolution with a backend-chosen implementation: lax conv, or patches x one matmul.
+"""2-D convolution with a backend-chosen implementation: oneDNN, lax conv, or patches x matmul.
 
-On XLA:CPU a convolution written as shifted strided slices concatenated along channels
+On a one-device CPU run a float32 convolution goes to oneDNN's direct convolution through XLA
+FFI (`onednn_conv.conv`, the kernels PyTorch runs on CPU) where it could be built
+(`onednn_build.status()`); 2-3x faster per layer than either XLA path (benchmarks/RESULTS.md).
+Otherwise, on XLA:CPU a convolution written as shifted strided slices concatenated along channels
 (im2col) followed by one GEMM runs its forward and input-gradient passes about 2-3x faster
 than `lax.conv_general_dilated` when its GEMM is wide (benchmarks/RESULTS.md); narrow
 stride-1 convs run faster as `lax_conv.conv` (lax with a plain-convolution input gradient).
@@ -16,9 +19,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from egm.errors import EgmError
-from egm.nets import lax_conv
+from egm.nets import lax_conv, onednn_build, onednn_conv
 
-IMPLEMENTATIONS = ('auto', 'lax', 'matmul')
+IMPLEMENTATIONS = ('auto', 'lax', 'matmul', 'onednn')
 
 
 # 'auto' on CPU: the GEMM path for a conv of at least this many output channels and forward
@@ -31,12 +34,28 @@ WIDE_FEATURES = 64
 PATCH_CACHE_BYTES = 16 * 2 ** 20
 
 
+def onednn_usable() -> bool:
+  """Whether 'auto' takes float32 convolutions to oneDNN: a CPU run on one device (the FFI
+  call is not partitioned over a device mesh) where `onednn_build` could build it."""
+  return (jax.default_backend() == 'cpu' and jax.device_count() == 1
+          and onednn_build.available())
+
+
+def _require_onednn():
+  ok, why = onednn_build.status()
+  if not ok:
+    raise EgmError(f"model.conv_impl='onednn' needs egm's oneDNN convolution, which is not "
+                   f"available here: {why}. Or set model.conv_impl to 'auto'.")
+
+
 def resolve(impl: str, features: int | None = None, whole_map: bool = False,
             flops: float | None = None, stride_one: bool = False,
-            patch_bytes: float | None = None) -> str:
-  """'auto' -> 'matmul' on CPU, 'lax' elsewhere; 'lax' and 'matmul' as given.
+            patch_bytes: float | None = None, float32: bool = True) -> str:
+  """'auto' -> 'onednn' for a `float32` conv where `onednn_usable()`, else 'matmul' or 'lax' on
+  CPU by the rule below, 'lax' elsewhere; 'lax', 'matmul' and 'onednn' as given ('onednn'
+  raises where it is not available).
 
-  On CPU, 'auto' keeps on lax a conv with fewer than `MIN_MATMUL_FEATURES` output channels
+  Without oneDNN, on CPU 'auto' keeps on lax a conv with fewer than `MIN_MATMUL_FEATURES` output channels
   or fewer than `MIN_MATMUL_FLOPS` forward FLOPs (`flops`, 2·B·Ho·Wo·kh·kw·C·F), and a
   stride-1 conv (`stride_one`) with fewer than `WIDE_FEATURES` output channels whose im2col
   patches take more than `PATCH_CACHE_BYTES` (`patch_bytes`); None means large. A kernel
@@ -45,9 +64,13 @@ def resolve(impl: str, features: int | None = None, whole_map: bool = False,
   if impl not in IMPLEMENTATIONS:
     raise EgmError(f'Unknown convolution implementation {impl!r}; set model.conv_impl to one '
                    f'of {IMPLEMENTATIONS}.')
+  if impl == 'onednn':
+    _require_onednn()
   if impl == 'auto':
     if jax.default_backend() != 'cpu':
       return 'lax'
+    if float32 and onednn_usable():
+      return 'onednn'
     if whole_map:
       return 'matmul'
     small = ((features is not None and features < MIN_MATMUL_FEATURES)
@@ -98,24 +121,32 @@ def explicit_padding(padding, kernel_size, strides, in_size) -> tuple:
 
 
 def implementation(impl: str, features: int, x_shape, kernel_size, strides, pads,
-                   itemsize: int = 4) -> str:
-  """`resolve` for one conv of an input of `x_shape` (*batch, H, W, C) with `itemsize`-byte
-  elements; `pads` as from `explicit_padding`."""
+                   dtype=jnp.float32) -> str:
+  """`resolve` for one conv of a `dtype` input of `x_shape` (*batch, H, W, C); `pads` as from
+  `explicit_padding`."""
+  dtype = jnp.dtype(dtype)
+  if impl == 'onednn' and dtype != jnp.float32:
+    raise EgmError(f"model.conv_impl='onednn' runs float32 convolutions only, not {dtype}; "
+                   "set model.conv_impl to 'auto'.")
   in_size = tuple(x_shape[-3:-1])
   whole_map = in_size == tuple(kernel_size) and pads == ((0, 0), (0, 0))
   out_positions = math.prod(x_shape[:-3]) * math.prod(
       (n + lo + hi - k) // s + 1 for n, (lo, hi), k, s in zip(in_size, pads, kernel_size, strides))
   patch_elements = out_positions * math.prod(kernel_size) * x_shape[-1]
   return resolve(impl, features, whole_map, 2.0 * patch_elements * features,
-                 tuple(strides) == (1, 1), patch_elements * itemsize)
+                 tuple(strides) == (1, 1), patch_elements * dtype.itemsize,
+                 dtype == jnp.float32)
 
 
 def convolve(x, kernel, strides, pads, choice: str):
-  """(B,H,W,C) conv (kh,kw,C,F) -> (B,Ho,Wo,F) in x's dtype by `choice` ('matmul' | 'lax', as
-  `implementation` returns it): `matmul_conv`, or lax's convolution (`lax_conv.conv` on CPU)."""
+  """(B,H,W,C) conv (kh,kw,C,F) -> (B,Ho,Wo,F) in x's dtype by `choice` ('onednn' | 'matmul' |
+  'lax', as `implementation` returns it): `onednn_conv.conv`, `matmul_conv`, or lax's
+  convolution (`lax_conv.conv` on CPU)."""
   if choice == 'matmul':
     return matmul_conv(x, kernel, strides, pads)
   kernel = kernel.astype(x.dtype)
+  if choice == 'onednn':
+    return onednn_conv.conv(x, kernel, strides, pads)
   if jax.default_backend() == 'cpu':
     return lax_conv.conv(x, kernel, strides, pads)
   return lax.conv_general_dilated(x, kernel, strides, pads,
@@ -125,9 +156,9 @@ def convolve(x, kernel, strides, pads, choice: str):
 class Conv(nn.Module):
   """NHWC conv, (B,H,W,Cin) -> (B,Ho,Wo,features); parameters named and shaped as `nn.Conv`.
 
-  `impl` is 'auto' (see `resolve`), 'lax' or 'matmul'. On CPU the lax path is
-  `lax_conv.conv`, which supports reverse-mode derivatives of any order but not forward
-  mode (`jax.jvp`, `jax.jacfwd`); `impl='matmul'` supports both.
+  `impl` is 'auto' (see `resolve`), 'lax', 'matmul' or 'onednn'. The oneDNN path and, on
+  CPU, the lax path (`lax_conv.conv`) support reverse-mode derivatives of any order but not
+  forward mode (`jax.jvp`, `jax.jacfwd`); `impl='matmul'` supports both.
   """
   features: int
   kernel_size: Sequence[int]
@@ -143,7 +174,7 @@ class Conv(nn.Module):
                         (*kernel_size, x.shape[-1], self.features), jnp.float32)
     pads = explicit_padding(self.padding, kernel_size, strides, x.shape[1:3])
     choice = implementation(self.impl, self.features, x.shape, kernel_size, strides, pads,
-                            x.dtype.itemsize)
+                            x.dtype)
     y = convolve(x, kernel, strides, pads, choice)
     if self.use_bias:
       bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)

@@ -1,0 +1,193 @@
+// 2-D convolution on oneDNN as XLA FFI handlers: forward, input gradient (backward data) and
+// kernel gradient (backward weights). Activations NHWC, kernels HWIO, float32; strides and
+// padding (pixels) are attributes. Built and loaded by egm/nets/onednn_build.py.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+
+namespace {
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// One layer's geometry: batch, input/output size and channels, kernel, stride, padding.
+struct Geometry {
+  int64_t n, h, w, c, oh, ow, f, kh, kw, sh, sw, pt, pb, pl, pr;
+  auto Key() const {
+    return std::make_tuple(n, h, w, c, oh, ow, f, kh, kw, sh, sw, pt, pb, pl, pr);
+  }
+  memory::desc Src(tag t = tag::nhwc) const { return {{n, c, h, w}, dt::f32, t}; }
+  memory::desc Dst(tag t = tag::nhwc) const { return {{n, f, oh, ow}, dt::f32, t}; }
+  memory::desc Wei(tag t = tag::hwio) const { return {{f, c, kh, kw}, dt::f32, t}; }
+  memory::dims Strides() const { return {sh, sw}; }
+  memory::dims PadL() const { return {pt, pl}; }
+  memory::dims PadR() const { return {pb, pr}; }
+};
+
+// The three primitives of one geometry, built once and reused.
+struct Layer {
+  dnnl::convolution_forward::primitive_desc fwd_pd;
+  dnnl::convolution_backward_data::primitive_desc bwd_data_pd;
+  dnnl::convolution_backward_weights::primitive_desc bwd_weights_pd;
+  dnnl::convolution_forward fwd;
+  dnnl::convolution_backward_data bwd_data;
+  dnnl::convolution_backward_weights bwd_weights;
+};
+
+Layer& GetLayer(const Geometry& g) {
+  static std::mutex mutex;
+  static std::map<decltype(g.Key()), std::unique_ptr<Layer>> layers;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto& slot = layers[g.Key()];
+  if (!slot) {
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    auto& e = Engine();
+    auto algo = dnnl::algorithm::convolution_direct;
+    auto fwd_pd = dnnl::convolution_forward::primitive_desc(
+        e, dnnl::prop_kind::forward_training, algo, g.Src(), g.Wei(tag::any), g.Dst(),
+        g.Strides(), g.PadL(), g.PadR(), attr);
+    auto bd_pd = dnnl::convolution_backward_data::primitive_desc(
+        e, algo, g.Src(), g.Wei(tag::any), g.Dst(), g.Strides(), g.PadL(), g.PadR(), fwd_pd,
+        attr);
+    auto bw_pd = dnnl::convolution_backward_weights::primitive_desc(
+        e, algo, g.Src(), g.Wei(tag::any), g.Dst(), g.Strides(), g.PadL(), g.PadR(), fwd_pd,
+        attr);
+    slot.reset(new Layer{fwd_pd, bd_pd, bw_pd, dnnl::convolution_forward(fwd_pd),
+                         dnnl::convolution_backward_data(bd_pd),
+                         dnnl::convolution_backward_weights(bw_pd)});
+  }
+  return *slot;
+}
+
+// `user` memory as the primitive wants it: itself, or a reordered copy held in `holder`.
+memory AsWanted(memory user, const memory::desc& wanted, std::vector<float>& holder,
+                dnnl::stream& s) {
+  if (user.get_desc() == wanted) return user;
+  holder.resize(wanted.get_size() / sizeof(float));
+  memory m(wanted, Engine(), holder.data());
+  dnnl::reorder(user, m).execute(s, user, m);
+  return m;
+}
+
+// Runs `body`, turning a oneDNN exception into an XLA error that names the layer's failure.
+template <typename Body>
+ffi::Error Guarded(Body body) {
+  try {
+    body();
+    return ffi::Error::Success();
+  } catch (const dnnl::error& e) {
+    return ffi::Error(ffi::ErrorCode::kInternal,
+                      std::string("egm oneDNN convolution: ") + e.what());
+  }
+}
+
+Geometry MakeGeometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> y,
+                      ffi::Span<const int64_t> k, int64_t sh, int64_t sw, int64_t pt,
+                      int64_t pb, int64_t pl, int64_t pr) {
+  return {x[0], x[1], x[2], x[3], y[1], y[2], y[3], k[0], k[1], sh, sw, pt, pb, pl, pr};
+}
+
+ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
+                   ffi::ResultBuffer<ffi::F32> y, int64_t sh, int64_t sw, int64_t pt,
+                   int64_t pb, int64_t pl, int64_t pr) {
+  return Guarded([&] {
+    Geometry g = MakeGeometry(x.dimensions(), y->dimensions(), k.dimensions(), sh, sw, pt, pb,
+                              pl, pr);
+    Layer& layer = GetLayer(g);
+    dnnl::stream s(Engine());
+    memory src(g.Src(), Engine(), x.typed_data());
+    memory dst(g.Dst(), Engine(), y->typed_data());
+    std::vector<float> wbuf, pad(layer.fwd_pd.scratchpad_desc().get_size() / sizeof(float) + 1);
+    memory wei = AsWanted(memory(g.Wei(), Engine(), k.typed_data()), layer.fwd_pd.weights_desc(),
+                          wbuf, s);
+    memory scratch(layer.fwd_pd.scratchpad_desc(), Engine(), pad.data());
+    layer.fwd.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst},
+                          {DNNL_ARG_SCRATCHPAD, scratch}});
+    s.wait();
+  });
+}
+
+ffi::Error BackwardData(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> k,
+                        ffi::ResultBuffer<ffi::F32> dx, int64_t sh, int64_t sw, int64_t pt,
+                        int64_t pb, int64_t pl, int64_t pr) {
+  return Guarded([&] {
+    Geometry g = MakeGeometry(dx->dimensions(), dy.dimensions(), k.dimensions(), sh, sw, pt, pb,
+                              pl, pr);
+    Layer& layer = GetLayer(g);
+    dnnl::stream s(Engine());
+    memory diff_dst(g.Dst(), Engine(), dy.typed_data());
+    memory diff_src(g.Src(), Engine(), dx->typed_data());
+    std::vector<float> wbuf,
+        pad(layer.bwd_data_pd.scratchpad_desc().get_size() / sizeof(float) + 1);
+    memory wei = AsWanted(memory(g.Wei(), Engine(), k.typed_data()),
+                          layer.bwd_data_pd.weights_desc(), wbuf, s);
+    memory scratch(layer.bwd_data_pd.scratchpad_desc(), Engine(), pad.data());
+    layer.bwd_data.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_WEIGHTS, wei},
+                               {DNNL_ARG_DIFF_SRC, diff_src}, {DNNL_ARG_SCRATCHPAD, scratch}});
+    s.wait();
+  });
+}
+
+ffi::Error BackwardWeights(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
+                           ffi::ResultBuffer<ffi::F32> dk, int64_t sh, int64_t sw, int64_t pt,
+                           int64_t pb, int64_t pl, int64_t pr) {
+  return Guarded([&] {
+    Geometry g = MakeGeometry(x.dimensions(), dy.dimensions(), dk->dimensions(), sh, sw, pt, pb,
+                              pl, pr);
+    Layer& layer = GetLayer(g);
+    dnnl::stream s(Engine());
+    memory src(g.Src(), Engine(), x.typed_data());
+    memory diff_dst(g.Dst(), Engine(), dy.typed_data());
+    memory user_dw(g.Wei(), Engine(), dk->typed_data());
+    auto wanted = layer.bwd_weights_pd.diff_weights_desc();
+    std::vector<float> wbuf,
+        pad(layer.bwd_weights_pd.scratchpad_desc().get_size() / sizeof(float) + 1);
+    memory dw = user_dw;
+    if (wanted != user_dw.get_desc()) {
+      wbuf.resize(wanted.get_size() / sizeof(float));
+      dw = memory(wanted, Engine(), wbuf.data());
+    }
+    memory scratch(layer.bwd_weights_pd.scratchpad_desc(), Engine(), pad.data());
+    layer.bwd_weights.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst},
+                                  {DNNL_ARG_DIFF_WEIGHTS, dw}, {DNNL_ARG_SCRATCHPAD, scratch}});
+    if (dw != user_dw) dnnl::reorder(dw, user_dw).execute(s, dw, user_dw);
+    s.wait();
+  });
+}
+
+}  // namespace
+
+#define EGM_CONV_ATTRS                                                                 \
+  .Attr<int64_t>("stride_h").Attr<int64_t>("stride_w").Attr<int64_t>("pad_top")         \
+      .Attr<int64_t>("pad_bottom").Attr<int64_t>("pad_left").Attr<int64_t>("pad_right")
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EgmConvForward, Forward,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>() EGM_CONV_ATTRS);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EgmConvBackwardData, BackwardData,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>() EGM_CONV_ATTRS);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EgmConvBackwardWeights, BackwardWeights,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>() EGM_CONV_ATTRS);
