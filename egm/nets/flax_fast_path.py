@@ -6,8 +6,9 @@
     energy = egm.nets.fast_convolutions()(energy)  # or as a decorator of the energy function
 
 Inside the context a `flax.linen.intercept_methods` interceptor computes each eligible
-`nn.Conv.__call__` as egm's convolution (`conv.matmul_conv`, im2col + one GEMM, or
-`lax_conv.conv` where `conv.resolve` keeps the layer on lax) with the layer's own parameters
+`nn.Conv.__call__` as egm's convolution (on a one-device CPU run oneDNN's,
+`onednn_conv.conv`; else `conv.matmul_conv`, im2col + one GEMM, or `lax_conv.conv`, as
+`conv.resolve` picks for egm's own modules) with the layer's own parameters
 ('kernel' (kh, kw, cin, cout), 'bias' (cout,), created by the layer's initialisers), so
 parameters, outputs and gradients are those of `nn.Conv` up to float32 rounding. It is a
 context manager rather than a sampler option because the implementation of a convolution
@@ -21,8 +22,8 @@ the context keeps its compiled (lax) convolutions when called inside it.
 Eligible: a layer of exactly type `nn.Conv`, 2-D (input (*batch, H, W, C)), any strides,
 padding 'SAME', 'SAME_LOWER', 'VALID' or non-negative explicit pads, float32 input,
 parameters and compute, and none of: input or kernel dilation, feature groups, a mask,
-a precision, a custom `promote_dtype` or conv function. An eligible layer that
-`conv.resolve` keeps on lax (under impl='auto' on CPU: few output channels or FLOPs, or a
+a precision, a custom `promote_dtype` or conv function. Where oneDNN is not used, an
+eligible layer that `conv.resolve` keeps on lax (under impl='auto' on CPU: few output channels or FLOPs, or a
 narrow stride-1 conv with large patches) runs `lax_conv.conv` on CPU, as egm's own modules
 do (lax's forward, a plain-convolution input gradient; no forward-mode derivatives), and the
 original `nn.Conv` call on other backends. Every other layer runs the original `nn.Conv` call.
@@ -50,7 +51,7 @@ def fast_convolutions(impl: str = 'auto'):
   """Routes eligible `nn.Conv` calls traced inside through egm's convolution.
 
   `impl` 'auto' follows `conv.resolve` per layer, as egm's own modules do (on CPU
-  `conv.matmul_conv` or `lax_conv.conv`); 'matmul' takes every eligible layer to
+  `onednn_conv.conv`, `conv.matmul_conv` or `lax_conv.conv`); 'matmul' takes every eligible layer to
   `conv.matmul_conv` on any backend. Usable as a decorator: `fast_convolutions()(fn)`
   enters the context on each call of `fn`.
   """
@@ -74,7 +75,7 @@ def _intercept(next_fun, args, kwargs, context, *, impl):
 
 
 def _plan(module: nn.Conv, inputs, impl: str):
-  """(kernel_size, strides, pads, 'matmul' | 'lax') when `module` applied to `inputs` takes
+  """(kernel_size, strides, pads, 'onednn' | 'matmul' | 'lax') when `module` applied to `inputs` takes
   egm's convolution; None for nn.Conv's own call."""
   kernel_size = module.kernel_size
   if isinstance(kernel_size, int) or len(kernel_size) != 2 or jnp.ndim(inputs) < 3:
@@ -127,7 +128,7 @@ def _explicit_pads(padding, kernel_size, strides, in_size):
 
 def _call(module: nn.Conv, inputs, kernel_size, strides, pads, choice):
   """`module`'s output for `inputs` (*batch, H, W, C) through `conv.convolve` (`choice`
-  'matmul' or 'lax')."""
+  'onednn', 'matmul' or 'lax')."""
   batch_shape, image_shape = inputs.shape[:-3], inputs.shape[-3:]
   x = jnp.reshape(inputs, (-1, *image_shape))
   kernel = module.param('kernel', module.kernel_init,

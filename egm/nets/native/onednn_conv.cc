@@ -2,12 +2,12 @@
 // kernel gradient (backward weights). Activations NHWC, kernels HWIO, float32; strides and
 // padding (pixels) are attributes. Built and loaded by egm/nets/onednn_build.py.
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <tuple>
-#include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
@@ -74,12 +74,18 @@ Layer& GetLayer(const Geometry& g) {
   return *slot;
 }
 
+// Uninitialised 64-byte-aligned bytes (scratchpads and reordered weights), freed on scope exit.
+struct FreeBytes {
+  void operator()(void* p) const { std::free(p); }
+};
+using Bytes = std::unique_ptr<void, FreeBytes>;
+Bytes Allocate(size_t size) { return Bytes(std::aligned_alloc(64, (size / 64 + 1) * 64)); }
+
 // `user` memory as the primitive wants it: itself, or a reordered copy held in `holder`.
-memory AsWanted(memory user, const memory::desc& wanted, std::vector<float>& holder,
-                dnnl::stream& s) {
+memory AsWanted(memory user, const memory::desc& wanted, Bytes& holder, dnnl::stream& s) {
   if (user.get_desc() == wanted) return user;
-  holder.resize(wanted.get_size() / sizeof(float));
-  memory m(wanted, Engine(), holder.data());
+  holder = Allocate(wanted.get_size());
+  memory m(wanted, Engine(), holder.get());
   dnnl::reorder(user, m).execute(s, user, m);
   return m;
 }
@@ -112,10 +118,10 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
     dnnl::stream s(Engine());
     memory src(g.Src(), Engine(), x.typed_data());
     memory dst(g.Dst(), Engine(), y->typed_data());
-    std::vector<float> wbuf, pad(layer.fwd_pd.scratchpad_desc().get_size() / sizeof(float) + 1);
+    Bytes wbuf, pad = Allocate(layer.fwd_pd.scratchpad_desc().get_size());
     memory wei = AsWanted(memory(g.Wei(), Engine(), k.typed_data()), layer.fwd_pd.weights_desc(),
                           wbuf, s);
-    memory scratch(layer.fwd_pd.scratchpad_desc(), Engine(), pad.data());
+    memory scratch(layer.fwd_pd.scratchpad_desc(), Engine(), pad.get());
     layer.fwd.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst},
                           {DNNL_ARG_SCRATCHPAD, scratch}});
     s.wait();
@@ -132,11 +138,10 @@ ffi::Error BackwardData(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> k,
     dnnl::stream s(Engine());
     memory diff_dst(g.Dst(), Engine(), dy.typed_data());
     memory diff_src(g.Src(), Engine(), dx->typed_data());
-    std::vector<float> wbuf,
-        pad(layer.bwd_data_pd.scratchpad_desc().get_size() / sizeof(float) + 1);
+    Bytes wbuf, pad = Allocate(layer.bwd_data_pd.scratchpad_desc().get_size());
     memory wei = AsWanted(memory(g.Wei(), Engine(), k.typed_data()),
                           layer.bwd_data_pd.weights_desc(), wbuf, s);
-    memory scratch(layer.bwd_data_pd.scratchpad_desc(), Engine(), pad.data());
+    memory scratch(layer.bwd_data_pd.scratchpad_desc(), Engine(), pad.get());
     layer.bwd_data.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_WEIGHTS, wei},
                                {DNNL_ARG_DIFF_SRC, diff_src}, {DNNL_ARG_SCRATCHPAD, scratch}});
     s.wait();
@@ -155,14 +160,13 @@ ffi::Error BackwardWeights(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
     memory diff_dst(g.Dst(), Engine(), dy.typed_data());
     memory user_dw(g.Wei(), Engine(), dk->typed_data());
     auto wanted = layer.bwd_weights_pd.diff_weights_desc();
-    std::vector<float> wbuf,
-        pad(layer.bwd_weights_pd.scratchpad_desc().get_size() / sizeof(float) + 1);
+    Bytes wbuf, pad = Allocate(layer.bwd_weights_pd.scratchpad_desc().get_size());
     memory dw = user_dw;
     if (wanted != user_dw.get_desc()) {
-      wbuf.resize(wanted.get_size() / sizeof(float));
-      dw = memory(wanted, Engine(), wbuf.data());
+      wbuf = Allocate(wanted.get_size());
+      dw = memory(wanted, Engine(), wbuf.get());
     }
-    memory scratch(layer.bwd_weights_pd.scratchpad_desc(), Engine(), pad.data());
+    memory scratch(layer.bwd_weights_pd.scratchpad_desc(), Engine(), pad.get());
     layer.bwd_weights.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst},
                                   {DNNL_ARG_DIFF_WEIGHTS, dw}, {DNNL_ARG_SCRATCHPAD, scratch}});
     if (dw != user_dw) dnnl::reorder(dw, user_dw).execute(s, dw, user_dw);
