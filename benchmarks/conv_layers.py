@@ -4,8 +4,8 @@
 
 Per 3x3 'SAME' layer shape (the layers of the Fashion-MNIST generators and energies), one
 jitted call of grad(sum(sin(conv(x, W)))) w.r.t. x and W with plain
-`lax.conv_general_dilated`, egm's `lax_conv.conv` and `matmul` (im2col + GEMM), and the same
-in PyTorch (NCHW and channels-last), called in turn; plus the GEMM rate of both on the
+`lax.conv_general_dilated`, egm's `lax_conv.conv`, `matmul` (im2col + GEMM) and
+`onednn_conv.conv` (oneDNN through XLA FFI, where it builds), and the same in PyTorch (NCHW and channels-last), called in turn; plus the GEMM rate of both on the
 layer's forward GEMM shape (M = B·H·W, K = 9·C, N = F). It reports the layer's GFLOP/s
 (3 convolutions' worth: forward, input and kernel gradient) and the ratio best PyTorch /
 best egm, DESIGN.md §7. It measures what bounds the
@@ -21,12 +21,12 @@ import numpy as np
 from jax import lax
 
 from benchmarks import timing
-from egm.nets import conv, lax_conv
+from egm.nets import conv, lax_conv, onednn_build, onednn_conv
 
 # (side, in channels, out channels)
 SHAPES = ((28, 16, 16), (28, 16, 64), (14, 32, 128), (7, 64, 256), (28, 32, 32), (28, 64, 64))
 PADS = ((1, 1), (1, 1))
-EGM_CALLS = ('egm_lax', 'egm_lax_conv', 'egm_matmul')
+EGM_CALLS = ('egm_lax', 'egm_lax_conv', 'egm_matmul', 'egm_onednn')
 
 
 def egm_layer(impl: str, x, kernel):
@@ -36,6 +36,8 @@ def egm_layer(impl: str, x, kernel):
       return conv.matmul_conv(x, kernel, (1, 1), PADS)
     if impl == 'lax_conv':
       return lax_conv.conv(x, kernel, (1, 1), PADS)
+    if impl == 'onednn':
+      return onednn_conv.conv(x, kernel, (1, 1), PADS)
     return lax.conv_general_dilated(x, kernel, (1, 1), PADS,
                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
@@ -77,6 +79,7 @@ def measure(side: int, cin: int, cout: int, batch: int, rounds: int) -> dict:
   calls = {'egm_lax': egm_layer('lax', x, kernel),
            'egm_lax_conv': egm_layer('lax_conv', x, kernel),
            'egm_matmul': egm_layer('matmul', x, kernel),
+           **({'egm_onednn': egm_layer('onednn', x, kernel)} if onednn_build.available() else {}),
            'torch_nchw': torch_layer(x, kernel, False),
            'torch_channels_last': torch_layer(x, kernel, True),
            **gemm_calls(batch * side * side, 9 * cin, cout)}
@@ -86,7 +89,7 @@ def measure(side: int, cin: int, cout: int, batch: int, rounds: int) -> dict:
   forward_flops = 2.0 * batch * side * side * 9 * cin * cout
   rate = {name: (forward_flops if name.startswith('gemm') else 3 * forward_flops) / s / 1e9
           for name, s in seconds.items()}
-  best_egm = min(seconds[k] for k in EGM_CALLS)
+  best_egm = min(seconds[k] for k in EGM_CALLS if k in seconds)
   best_torch = min(seconds['torch_nchw'], seconds['torch_channels_last'])
   return {'layer': f'{side}x{side} {cin}->{cout}', 'batch': batch,
           **{f'{k}_ms': 1e3 * v for k, v in seconds.items()},
@@ -94,7 +97,7 @@ def measure(side: int, cin: int, cout: int, batch: int, rounds: int) -> dict:
           'ratio': best_torch / best_egm}
 
 
-HEADER = ['layer (3x3, B=batch)', 'lax ms', 'egm lax_conv ms', 'egm matmul ms',
+HEADER = ['layer (3x3, B=batch)', 'lax ms', 'egm lax_conv ms', 'egm matmul ms', 'egm oneDNN ms',
           'PyTorch NCHW ms', 'PyTorch channels-last ms', 'best egm GFLOP/s', 'best PyTorch GFLOP/s',
           'GEMM GFLOP/s jax / PyTorch', 'ratio PyTorch/egm']
 
@@ -105,9 +108,10 @@ def rows(batch: int, rounds: int, shapes=SHAPES) -> list:
   for shape in shapes:
     r = measure(*shape, batch, rounds)
     out.append([f'{r["layer"]}, B={batch}'] +
-               [f'{r[f"{k}_ms"]:.1f}' for k in ('egm_lax', 'egm_lax_conv', 'egm_matmul',
-                                                 'torch_nchw', 'torch_channels_last')] +
-               [f'{max(r[f"{k}_gflops"] for k in EGM_CALLS):.0f}',
+               [f'{r[f"{k}_ms"]:.1f}' if f'{k}_ms' in r else '-'
+                for k in ('egm_lax', 'egm_lax_conv', 'egm_matmul', 'egm_onednn', 'torch_nchw',
+                          'torch_channels_last')] +
+               [f'{max(r[f"{k}_gflops"] for k in EGM_CALLS if f"{k}_gflops" in r):.0f}',
                 f'{max(r["torch_nchw_gflops"], r["torch_channels_last_gflops"]):.0f}',
                 f'{r["gemm_jax_gflops"]:.0f} / {r["gemm_torch_gflops"]:.0f}',
                 f'{r["ratio"]:.2f}'])

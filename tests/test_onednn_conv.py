@@ -137,6 +137,8 @@ def test_onednn_requested_where_it_cannot_be_built_names_the_fix(monkeypatch):
   with pytest.raises(EgmError, match="conv_impl='onednn'.*no compiler.*'auto'"):
     conv.resolve('onednn')
   assert conv.implementation('auto', 8, (4, 8, 8, 3), (3, 3), (1, 1), ((1, 1), (1, 1))) == 'lax'
+  with pytest.raises(EgmError, match='not available here: no compiler'):
+    onednn_conv.conv(jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 1)), (1, 1), ((1, 1), (1, 1)))
 
 
 def test_the_build_is_cached_and_a_failing_compiler_is_reported(monkeypatch, tmp_path):

@@ -6,13 +6,17 @@ handlers: the input gradient (backward data) and the kernel gradient (backward w
 three are linear in each argument and each one's derivatives are the other two, so
 `input_grad` and `kernel_grad` are `jax.custom_vjp` functions too and second derivatives
 (a Langevin chain's gradient, an energy's gradient penalty) stay on oneDNN. No forward mode
-(`jax.jvp`). Under `jax.vmap` the calls run one slice at a time. Call
-`onednn_build.available()` first: it builds and registers the handlers.
+(`jax.jvp`). Under `jax.vmap` the calls run one slice at a time. The first call builds and
+registers the handlers (`onednn_build.status()`); where they cannot be built it raises
+`EgmError` with the reason and the fix.
 """
 import functools
 
 import jax
 import numpy as np
+
+from egm.errors import EgmError
+from egm.nets import onednn_build
 
 FORWARD = 'egm_onednn_conv_forward'
 INPUT_GRAD = 'egm_onednn_conv_input_grad'
@@ -35,6 +39,9 @@ def output_shape(x_shape, kernel_shape, strides, padding) -> tuple:
 
 
 def _call(target: str, shape, a, b, strides, padding):
+  ok, why = onednn_build.status()
+  if not ok:
+    raise EgmError(f"egm's oneDNN convolution is not available here: {why}")
   result = jax.ShapeDtypeStruct(tuple(shape), a.dtype)
   return jax.ffi.ffi_call(target, result, vmap_method='sequential')(
       a, b, **_attributes(strides, padding))
