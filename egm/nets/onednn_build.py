@@ -5,13 +5,14 @@ The source is compiled once per (source, jaxlib, oneDNN) into a cache directory
 against the FFI headers jaxlib ships and the oneDNN of the `onednn-cpu-gomp` and
 `onednn-devel-cpu-gomp` wheels (egm's dependencies on Linux x86-64). A finished build is
 renamed into place, so processes that build at once do not see half a library. `status()`
-says whether the targets are registered, or why not; nothing here raises on a missing
-compiler or library.
+says whether the targets are registered, or why not (and logs the reason once as a
+warning); nothing here raises on a missing compiler or library.
 """
 import ctypes
 import functools
 import hashlib
 import importlib.metadata
+import logging
 import os
 import pathlib
 import subprocess
@@ -72,15 +73,23 @@ def _build(library_dir: pathlib.Path, include_dir: pathlib.Path) -> pathlib.Path
 @functools.cache
 def status() -> tuple[bool, str]:
   """(True, library path) once the FFI targets are registered for the CPU, else (False, why)."""
+  ok, detail = _register()
+  if not ok:
+    logging.getLogger(__name__).warning(
+        "egm's oneDNN convolution is unavailable, XLA's convolution runs instead: %s", detail)
+  return ok, detail
+
+
+def _register() -> tuple[bool, str]:
   library = _find_in_distributions(RUNTIME_DISTRIBUTIONS, 'libdnnl.so')
   header = _find_in_distributions(HEADER_DISTRIBUTIONS, 'oneapi/dnnl/dnnl.hpp')
   if library is None or header is None:
     return False, f'oneDNN runtime or headers not installed; {INSTALL_HINT}'
   try:
     path = _build(library.parent, header.parent.parent.parent)
+    handlers = ctypes.cdll.LoadLibrary(str(path))
   except (OSError, RuntimeError) as error:
     return False, f'{error}; {INSTALL_HINT}'
-  handlers = ctypes.cdll.LoadLibrary(str(path))
   for target, symbol in TARGETS.items():
     jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(handlers, symbol)),
                                 platform='cpu')
