@@ -17,6 +17,7 @@ import jax
 
 from benchmarks import compile_time, flax_fast_path, langevin_speed, memory, precision, torch_chain
 from benchmarks import conv_layers, torch_updates, training
+from egm.nets import onednn_build
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -47,7 +48,8 @@ def langevin_rows(batches, repeats) -> list:
   """Section 1-2: one row per chain and batch."""
   rows = []
   for batch in batches:
-    impls = ('matmul', 'lax') if batch == batches[0] else ('matmul',)
+    impls = (('onednn',) if onednn_build.available() else ()) + (
+        ('matmul', 'lax') if batch == batches[0] else ('matmul',))
     result = langevin_speed.measure(batch, repeats, impls)
     torch_best = min(result[k]['s_per_step'] for k in result if k.startswith('torch'))
     for name in [k for k in result if isinstance(result[k], dict)]:
