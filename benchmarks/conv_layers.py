@@ -5,7 +5,8 @@
 Per 3x3 'SAME' layer shape (the layers of the Fashion-MNIST generators and energies), one
 jitted call of grad(sum(sin(conv(x, W)))) w.r.t. x and W with plain
 `lax.conv_general_dilated`, egm's `lax_conv.conv`, `matmul` (im2col + GEMM) and
-`onednn_conv.conv` (oneDNN through XLA FFI, where it builds), and the same in PyTorch (NCHW and channels-last), called in turn; plus the GEMM rate of both on the
+`onednn_conv.conv` (oneDNN through XLA FFI, where it builds), and the same in PyTorch (NCHW
+and channels-last), called in turn; plus the GEMM rate of both on the
 layer's forward GEMM shape (M = B·H·W, K = 9·C, N = F). It reports the layer's GFLOP/s
 (3 convolutions' worth: forward, input and kernel gradient) and the ratio best PyTorch /
 best egm, DESIGN.md §7. It measures what bounds the

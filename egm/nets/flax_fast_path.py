@@ -23,8 +23,8 @@ Eligible: a layer of exactly type `nn.Conv`, 2-D (input (*batch, H, W, C)), any 
 padding 'SAME', 'SAME_LOWER', 'VALID' or non-negative explicit pads, float32 input,
 parameters and compute, and none of: input or kernel dilation, feature groups, a mask,
 a precision, a custom `promote_dtype` or conv function. Where oneDNN is not used, an
-eligible layer that `conv.resolve` keeps on lax (under impl='auto' on CPU: few output channels or FLOPs, or a
-narrow stride-1 conv with large patches) runs `lax_conv.conv` on CPU, as egm's own modules
+eligible layer that `conv.resolve` keeps on lax (under impl='auto' on CPU: few output
+channels or FLOPs, or a narrow stride-1 conv with large patches) runs `lax_conv.conv` on CPU, as egm's own modules
 do (lax's forward, a plain-convolution input gradient; no forward-mode derivatives), and the
 original `nn.Conv` call on other backends. Every other layer runs the original `nn.Conv` call.
 `nn.ConvTranspose` is left alone: egm has no fast transposed convolution (its generators
@@ -75,8 +75,8 @@ def _intercept(next_fun, args, kwargs, context, *, impl):
 
 
 def _plan(module: nn.Conv, inputs, impl: str):
-  """(kernel_size, strides, pads, 'onednn' | 'matmul' | 'lax') when `module` applied to `inputs` takes
-  egm's convolution; None for nn.Conv's own call."""
+  """(kernel_size, strides, pads, 'onednn' | 'matmul' | 'lax') when `module` applied to
+  `inputs` takes egm's convolution; None for nn.Conv's own call."""
   kernel_size = module.kernel_size
   if isinstance(kernel_size, int) or len(kernel_size) != 2 or jnp.ndim(inputs) < 3:
     return None
