@@ -59,7 +59,8 @@ def resolve(impl: str, features: int | None = None, whole_map: bool = False,
   output channels or fewer than `MIN_MATMUL_FLOPS` forward FLOPs (`flops`,
   2·B·Ho·Wo·kh·kw·C·F), and a stride-1 conv (`stride_one`) with fewer than `WIDE_FEATURES`
   output channels whose im2col patches take more than `PATCH_CACHE_BYTES` (`patch_bytes`);
-  None means large. A kernel that covers the whole input map (`whole_map`: the patches are a reshape) takes the GEMM.
+  None means large. A kernel that covers the whole input map (`whole_map`: the patches are
+  a reshape) takes the GEMM.
   """
   if impl not in IMPLEMENTATIONS:
     raise EgmError(f'Unknown convolution implementation {impl!r}; set model.conv_impl to one '

@@ -21,12 +21,13 @@ the context keeps its compiled (lax) convolutions when called inside it.
 
 Eligible: a layer of exactly type `nn.Conv`, 2-D (input (*batch, H, W, C)), any strides,
 padding 'SAME', 'SAME_LOWER', 'VALID' or non-negative explicit pads, float32 input,
-parameters and compute, and none of: input or kernel dilation, feature groups, a mask,
-a precision, a custom `promote_dtype` or conv function. Where oneDNN is not used, an
-eligible layer that `conv.resolve` keeps on lax (under impl='auto' on CPU: few output
-channels or FLOPs, or a narrow stride-1 conv with large patches) runs `lax_conv.conv` on
-CPU, as egm's own modules do (lax's forward, a plain-convolution input gradient; no
-forward-mode derivatives), and the original `nn.Conv` call on other backends. Every other layer runs the original `nn.Conv` call.
+parameters and compute, and none of: input or kernel dilation, feature groups, a mask, a
+precision, a custom `promote_dtype` or conv function. Where oneDNN is not used, an eligible
+layer that `conv.resolve` keeps on lax (under impl='auto' on CPU: few output channels or
+FLOPs, or a narrow stride-1 conv with large patches) runs `lax_conv.conv` on CPU, as egm's
+own modules do (lax's forward, a plain-convolution input gradient; no forward-mode
+derivatives), and the original `nn.Conv` call on other backends. Every other layer runs the
+original `nn.Conv` call.
 `nn.ConvTranspose` is left alone: egm has no fast transposed convolution (its generators
 use `layers.Upsample2x`).
 """
