@@ -139,6 +139,9 @@ def test_onednn_requested_where_it_cannot_be_built_names_the_fix(monkeypatch):
   assert conv.implementation('auto', 8, (4, 8, 8, 3), (3, 3), (1, 1), ((1, 1), (1, 1))) == 'lax'
   with pytest.raises(EgmError, match='not available here: no compiler'):
     onednn_conv.conv(jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 1)), (1, 1), ((1, 1), (1, 1)))
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  with pytest.raises(EgmError, match="CPU only, not on gpu; set model.conv_impl to 'auto'"):
+    conv.resolve('onednn')
 
 
 def test_the_build_is_cached_and_a_failing_compiler_is_reported(monkeypatch, tmp_path):

@@ -42,6 +42,9 @@ def onednn_usable() -> bool:
 
 
 def _require_onednn():
+  if jax.default_backend() != 'cpu':
+    raise EgmError(f"model.conv_impl='onednn' runs on CPU only, not on "
+                   f"{jax.default_backend()}; set model.conv_impl to 'auto'.")
   ok, why = onednn_build.status()
   if not ok:
     raise EgmError(f"model.conv_impl='onednn' needs egm's oneDNN convolution, which is not "
