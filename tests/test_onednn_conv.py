@@ -26,6 +26,11 @@ def built():
   assert ok, why
 
 
+def normal(seed: int, shape, scale: float = 1.0):
+  """A float32 standard normal array from numpy (no PRNG kernels to compile)."""
+  return jnp.asarray(scale * np.random.default_rng(seed).standard_normal(shape), jnp.float32)
+
+
 def reference64(x, kernel, strides, padding):
   """The float64 lax convolution of float32 arrays (call under `jax.enable_x64()`)."""
   return lax.conv_general_dilated(jnp.asarray(x, jnp.float64), jnp.asarray(kernel, jnp.float64),
@@ -46,21 +51,23 @@ CASES = [
 @pytest.mark.parametrize('kernel_size,strides,padding,c_in,c_out', CASES)
 def test_value_gradients_and_second_derivatives_match_float64_lax(kernel_size, strides, padding,
                                                                   c_in, c_out):
-  x = jax.random.normal(jax.random.key(0), (3, 9, 8, c_in))
-  kernel = jax.random.normal(jax.random.key(1), (*kernel_size, c_in, c_out)) * 0.3
-  loss = lambda f: (lambda x, k: jnp.sum(jnp.sin(f(x, k, strides, padding)) ** 2))
-  second = lambda f, x, k: jax.grad(lambda k: jnp.sum(jax.grad(f)(x, k) ** 2))(k)
-  ours = loss(onednn_conv.conv)
-  value = onednn_conv.conv(x, kernel, strides, padding)
-  grads = jax.grad(ours, argnums=(0, 1))(x, kernel)
-  hessian_path = second(ours, x, kernel)
-  assert value.dtype == jnp.float32
+  x = normal(0, (3, 9, 8, c_in))
+  kernel = normal(1, (*kernel_size, c_in, c_out), 0.3)
+
+  def value_gradients_and_second(f):
+    """f's value, the gradients of a loss through it, and a second-order path (the squared
+    input gradient differentiated w.r.t. the kernel), in one jitted call."""
+    loss = lambda x, k: jnp.sum(jnp.sin(f(x, k, strides, padding)) ** 2)
+    second = jax.grad(lambda k: jnp.sum(jax.grad(loss)(x, k) ** 2))
+    return jax.jit(lambda x, k: [f(x, k, strides, padding),
+                                 *jax.grad(loss, argnums=(0, 1))(x, k), second(k)])
+
+  ours = value_gradients_and_second(onednn_conv.conv)(x, kernel)
+  assert ours[0].dtype == jnp.float32
   with jax.enable_x64():
-    theirs = loss(reference64)
     x64, kernel64 = jnp.asarray(x, jnp.float64), jnp.asarray(kernel, jnp.float64)
-    expected = [reference64(x, kernel, strides, padding),
-                *jax.grad(theirs, argnums=(0, 1))(x64, kernel64), second(theirs, x64, kernel64)]
-    for ours_value, theirs_value in zip([value, *grads, hessian_path], expected):
+    expected = value_gradients_and_second(reference64)(x64, kernel64)
+    for ours_value, theirs_value in zip(ours, expected):
       scale = float(jnp.max(jnp.abs(theirs_value)))
       np.testing.assert_allclose(np.asarray(ours_value, np.float64), theirs_value,
                                  atol=2e-5 * scale, rtol=0)
@@ -69,23 +76,20 @@ def test_value_gradients_and_second_derivatives_match_float64_lax(kernel_size, s
 def test_the_three_handlers_are_adjoint_to_each_other():
   """<conv(x, k), g> = <x, input_grad(g, k)> = <k, kernel_grad(x, g)> in float64 sums."""
   strides, padding = (2, 2), ((1, 1), (1, 1))
-  keys = jax.random.split(jax.random.key(2), 3)
-  x = jax.random.normal(keys[0], (2, 10, 10, 3))
-  kernel = jax.random.normal(keys[1], (4, 4, 3, 6))
-  y = onednn_conv.conv(x, kernel, strides, padding)
-  g = jax.random.normal(keys[2], y.shape)
+  x, kernel, g = normal(2, (2, 10, 10, 3)), normal(3, (4, 4, 3, 6)), normal(4, (2, 5, 5, 6))
+  y, dx, dkernel = jax.jit(lambda x, kernel, g: (
+      onednn_conv.conv(x, kernel, strides, padding),
+      onednn_conv.input_grad(g, kernel, x.shape, strides, padding),
+      onednn_conv.kernel_grad(x, g, kernel.shape, strides, padding)))(x, kernel, g)
   dot = lambda a, b: float(np.sum(np.asarray(a, np.float64) * np.asarray(b, np.float64)))
-  forward = dot(y, g)
-  via_input = dot(x, onednn_conv.input_grad(g, kernel, x.shape, strides, padding))
-  via_kernel = dot(kernel, onednn_conv.kernel_grad(x, g, kernel.shape, strides, padding))
+  forward, via_input, via_kernel = dot(y, g), dot(x, dx), dot(kernel, dkernel)
   assert abs(via_input - forward) < 1e-4 * abs(forward) + 1e-3
   assert abs(via_kernel - forward) < 1e-4 * abs(forward) + 1e-3
 
 
 def test_a_jitted_langevin_chain_and_vmap_agree_with_lax():
   strides, padding = (1, 1), ((1, 1), (1, 1))
-  kernel = jax.random.normal(jax.random.key(3), (3, 3, 2, 4)) * 0.3
-  x0 = jax.random.normal(jax.random.key(4), (5, 6, 6, 2))
+  kernel, x0 = normal(5, (3, 3, 2, 4), 0.3), normal(6, (5, 6, 6, 2))
 
   def chain(conv_fn):
     energy = lambda x: jnp.sum(jnp.tanh(conv_fn(x, kernel, strides, padding)) ** 2)
@@ -97,7 +101,8 @@ def test_a_jitted_langevin_chain_and_vmap_agree_with_lax():
   lax_fn = lambda x, k, s, p: lax.conv_general_dilated(
       x, k, s, p, dimension_numbers=('NHWC', 'HWIO', 'NHWC'), precision='highest')
   np.testing.assert_allclose(chain(onednn_conv.conv)(x0), chain(lax_fn)(x0), atol=2e-5)
-  per_slice = jax.vmap(lambda x: onednn_conv.conv(x, kernel, strides, padding))(x0[:, None])
+  per_slice = jax.jit(jax.vmap(lambda x: onednn_conv.conv(x, kernel, strides, padding)))(
+      x0[:, None])
   np.testing.assert_allclose(per_slice[:, 0], lax_fn(x0, kernel, strides, padding), atol=2e-5)
 
 
@@ -109,13 +114,13 @@ def test_forward_mode_is_refused():
 
 
 def test_conv_module_on_onednn_equals_lax_with_the_same_parameters():
-  x = jax.random.normal(jax.random.key(5), (2, 8, 8, 3))
+  x = normal(7, (2, 8, 8, 3))
   module = lambda impl: conv.Conv(7, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), impl=impl)
   params = module('lax').init(jax.random.key(6), x)
   text = jax.jit(lambda p: module('onednn').apply(p, x)).lower(params).as_text()
   assert conv.onednn_conv.FORWARD in text and 'stablehlo.convolution' not in text
-  np.testing.assert_allclose(module('onednn').apply(params, x), module('lax').apply(params, x),
-                             atol=1e-5)
+  np.testing.assert_allclose(jax.jit(module('onednn').apply)(params, x),
+                             jax.jit(module('lax').apply)(params, x), atol=1e-5)
 
 
 def test_auto_takes_float32_convs_to_onednn_on_one_cpu_device_only(monkeypatch):
@@ -162,10 +167,11 @@ def test_a_plain_flax_conv_under_fast_convolutions_runs_onednn(monkeypatch):
   from egm.nets import fast_convolutions
   monkeypatch.setattr(jax, 'device_count', lambda: 1)
   layer = nn.Conv(16, (3, 3))
-  x = jax.random.normal(jax.random.key(7), (4, 12, 12, 8))
+  x = normal(8, (4, 12, 12, 8))
   params = layer.init(jax.random.key(8), x)
   with fast_convolutions():
-    text = jax.jit(lambda p: layer.apply(p, x)).lower(params).as_text()
-    fast = layer.apply(params, x)
+    fast = jax.jit(lambda p: layer.apply(p, x))
+    text = fast.lower(params).as_text()
+    fast_y = fast(params)
   assert conv.onednn_conv.FORWARD in text
-  np.testing.assert_allclose(fast, layer.apply(params, x), atol=1e-5)
+  np.testing.assert_allclose(fast_y, jax.jit(layer.apply)(params, x), atol=1e-5)

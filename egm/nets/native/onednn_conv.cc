@@ -16,6 +16,9 @@ namespace ffi = xla::ffi;
 using dnnl::memory;
 using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
+// float32 arrays of rank 4 (NHWC activations, HWIO kernels); XLA checks the rank.
+using Rank4 = ffi::Buffer<ffi::F32, 4>;
+using Rank4Result = ffi::ResultBuffer<ffi::F32, 4>;
 
 namespace {
 
@@ -108,8 +111,7 @@ Geometry MakeGeometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> y,
   return {x[0], x[1], x[2], x[3], y[1], y[2], y[3], k[0], k[1], sh, sw, pt, pb, pl, pr};
 }
 
-ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
-                   ffi::ResultBuffer<ffi::F32> y, int64_t sh, int64_t sw, int64_t pt,
+ffi::Error Forward(Rank4 x, Rank4 k, Rank4Result y, int64_t sh, int64_t sw, int64_t pt,
                    int64_t pb, int64_t pl, int64_t pr) {
   return Guarded([&] {
     Geometry g = MakeGeometry(x.dimensions(), y->dimensions(), k.dimensions(), sh, sw, pt, pb,
@@ -128,8 +130,7 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
   });
 }
 
-ffi::Error BackwardData(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> k,
-                        ffi::ResultBuffer<ffi::F32> dx, int64_t sh, int64_t sw, int64_t pt,
+ffi::Error BackwardData(Rank4 dy, Rank4 k, Rank4Result dx, int64_t sh, int64_t sw, int64_t pt,
                         int64_t pb, int64_t pl, int64_t pr) {
   return Guarded([&] {
     Geometry g = MakeGeometry(dx->dimensions(), dy.dimensions(), k.dimensions(), sh, sw, pt, pb,
@@ -148,9 +149,8 @@ ffi::Error BackwardData(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> k,
   });
 }
 
-ffi::Error BackwardWeights(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
-                           ffi::ResultBuffer<ffi::F32> dk, int64_t sh, int64_t sw, int64_t pt,
-                           int64_t pb, int64_t pl, int64_t pr) {
+ffi::Error BackwardWeights(Rank4 x, Rank4 dy, Rank4Result dk, int64_t sh, int64_t sw,
+                           int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
   return Guarded([&] {
     Geometry g = MakeGeometry(x.dimensions(), dy.dimensions(), dk->dimensions(), sh, sw, pt, pb,
                               pl, pr);
@@ -181,17 +181,11 @@ ffi::Error BackwardWeights(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
       .Attr<int64_t>("pad_bottom").Attr<int64_t>("pad_left").Attr<int64_t>("pad_right")
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(EgmConvForward, Forward,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>() EGM_CONV_ATTRS);
+                              ffi::Ffi::Bind().Arg<Rank4>().Arg<Rank4>().Ret<Rank4>()
+                                  EGM_CONV_ATTRS);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(EgmConvBackwardData, BackwardData,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>() EGM_CONV_ATTRS);
+                              ffi::Ffi::Bind().Arg<Rank4>().Arg<Rank4>().Ret<Rank4>()
+                                  EGM_CONV_ATTRS);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(EgmConvBackwardWeights, BackwardWeights,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>() EGM_CONV_ATTRS);
+                              ffi::Ffi::Bind().Arg<Rank4>().Arg<Rank4>().Ret<Rank4>()
+                                  EGM_CONV_ATTRS);
