@@ -74,6 +74,9 @@ INTEGRATION_TESTS = {
     # compiled for triangle_digits, ~60 s. Per-example state sharding (test_platform) and
     # the mesh under test_performance keep sharding in the fast tier.
     'test_training::test_one_and_eight_devices_give_the_same_update',
+    # SIGKILLs train.py subprocesses through benchmarks.kill.campaign (outside its module, so
+    # rule 3 does not see it), ~50 s.
+    'test_preemption::test_sigkill_at_random_moments_resumes_from_the_newest_intact_checkpoint',
 }
 # Exceptions to rule 3, 'module::function': each the only test of a unit-level property,
 # seconds long, that goes through the training loop (of a toy method or for two steps).

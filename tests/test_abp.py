@@ -42,8 +42,9 @@ def test_generator_gradient_is_that_of_the_complete_data_likelihood_at_the_infer
                      new_state['generator']['params'])
   # Independently: the same chain (same keys, warm start), then ∇θ of −log p(x, z) at that z.
   _, k_chain = jax.random.split(key)
-  z, _ = method.run_inference(state, batch['x'], state['per_example']['z'][batch['index']],
-                              k_chain, 4, method.hp.step_size)
+  infer = jax.jit(method.run_inference, static_argnums=4)
+  z, _ = infer(state, batch['x'], state['per_example']['z'][batch['index']], k_chain, 4,
+               method.hp.step_size)
   variables = {'batch_stats': state['generator']['batch_stats']}
 
   def neg_log_joint(params):
@@ -52,7 +53,7 @@ def test_generator_gradient_is_that_of_the_complete_data_likelihood_at_the_infer
     sq = jnp.sum(jnp.square(batch['x'] - x_gen).reshape(len(z), -1), -1)
     return jnp.mean(sq / (2 * 0.3 ** 2) + 0.5 * jnp.sum(jnp.square(z), -1))
 
-  want = jax.grad(neg_log_joint)(state['generator']['params'])
+  want = jax.jit(jax.grad(neg_log_joint))(state['generator']['params'])
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6 * float(jnp.max(jnp.abs(b))))
   written = new_state['per_example']['z']
