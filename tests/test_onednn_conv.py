@@ -2,6 +2,7 @@
 second derivatives of a float64 lax convolution, inside jit, scan and vmap; the build and
 the 'auto' rule that picks it."""
 import pathlib
+import platform
 import sys
 
 import flax.linen as nn
@@ -15,7 +16,7 @@ from egm.errors import EgmError
 from egm.nets import conv, onednn_build, onednn_conv
 
 # oneDNN's wheels are dependencies on Linux x86-64 (pyproject.toml): there it must build.
-SUPPORTED = sys.platform == 'linux' and __import__('platform').machine() == 'x86_64'
+SUPPORTED = sys.platform == 'linux' and platform.machine() == 'x86_64'
 
 
 @pytest.fixture(scope='module', autouse=True)
