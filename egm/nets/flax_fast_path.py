@@ -28,8 +28,10 @@ FLOPs, or a narrow stride-1 conv with large patches) runs `lax_conv.conv` on CPU
 own modules do (lax's forward, a plain-convolution input gradient; no forward-mode
 derivatives), and the original `nn.Conv` call on other backends. Every other layer runs the
 original `nn.Conv` call.
-`nn.ConvTranspose` is left alone: egm has no fast transposed convolution (its generators
-use `layers.Upsample2x`).
+A 2-D `nn.ConvTranspose` layer (float32, 'SAME', 'VALID' or explicit pads, no kernel
+dilation, mask, precision or custom dtype promotion, strides no larger than the kernel) runs
+as oneDNN's input gradient of a convolution (`conv_transpose`) where 'auto' takes
+convolutions to oneDNN; elsewhere, and under impl='matmul', it runs its own call.
 """
 import contextlib
 import functools
@@ -41,7 +43,7 @@ from flax.linen import dtypes
 from flax.linen.linear import canonicalize_padding
 
 from egm.errors import EgmError
-from egm.nets import conv
+from egm.nets import conv, conv_transpose
 
 IMPLS = ('auto', 'matmul')
 PADDING_NAMES = ('SAME', 'SAME_LOWER', 'VALID')
@@ -66,13 +68,16 @@ def fast_convolutions(impl: str = 'auto'):
 def _intercept(next_fun, args, kwargs, context, *, impl):
   """Flax interceptor: the fast call for an eligible `nn.Conv.__call__`, else `next_fun`."""
   module = context.module
-  if type(module) is not nn.Conv or context.method_name != '__call__' or len(args) != 1 or kwargs:
+  if context.method_name != '__call__' or len(args) != 1 or kwargs:
     return next_fun(*args, **kwargs)
   inputs = args[0]
-  plan = _plan(module, inputs, impl)
-  if plan is None:
-    return next_fun(*args, **kwargs)
-  return _call(module, inputs, *plan)
+  if type(module) is nn.Conv:
+    plan = _plan(module, inputs, impl)
+    return next_fun(*args, **kwargs) if plan is None else _call(module, inputs, *plan)
+  if type(module) is nn.ConvTranspose:
+    plan = _plan_transpose(module, inputs, impl)
+    return next_fun(*args, **kwargs) if plan is None else _call_transpose(module, inputs, *plan)
+  return next_fun(*args, **kwargs)
 
 
 def _plan(module: nn.Conv, inputs, impl: str):
@@ -101,6 +106,34 @@ def _plan(module: nn.Conv, inputs, impl: str):
   if choice != 'matmul' and jax.default_backend() != 'cpu':
     return None
   return kernel_size, strides, pads, choice
+
+
+def _plan_transpose(module: nn.ConvTranspose, inputs, impl: str):
+  """(kernel_size, strides, forward pads, output size) when `module` applied to `inputs`
+  runs on oneDNN (`conv_transpose`); None for nn.ConvTranspose's own call."""
+  kernel_size = module.kernel_size
+  if (impl != 'auto' or isinstance(kernel_size, int) or len(kernel_size) != 2
+      or jnp.ndim(inputs) < 3):
+    return None
+  kernel_size = tuple(kernel_size)
+  strides, kernel_dilation = _pair(module.strides), _pair(module.kernel_dilation)
+  float32 = all(d is None or jnp.dtype(d) == jnp.float32
+                for d in (jnp.result_type(inputs), module.param_dtype, module.dtype))
+  plain = (kernel_dilation == (1, 1) and module.mask is None and module.precision is None
+           and module.promote_dtype is dtypes.promote_dtype
+           and getattr(module, 'preferred_element_type', None) is None)
+  if strides is None or not (float32 and plain and conv.onednn_usable()):
+    return None
+  try:
+    padding = canonicalize_padding(module.padding, 2)
+  except ValueError:
+    return None  # nn.ConvTranspose's own call raises its error
+  if not isinstance(padding, str):
+    padding = tuple(tuple(p) for p in padding)
+    if not all(isinstance(v, int) and v >= 0 for p in padding for v in p):
+      return None
+  plan = conv_transpose.plan(padding, kernel_size, strides, jnp.shape(inputs)[-3:-1])
+  return None if plan is None else (kernel_size, strides, *plan)
 
 
 def _pair(value):
@@ -135,6 +168,22 @@ def _call(module: nn.Conv, inputs, kernel_size, strides, pads, choice):
   kernel = module.param('kernel', module.kernel_init,
                         (*kernel_size, image_shape[-1], module.features), module.param_dtype)
   y = conv.convolve(x, kernel, strides, pads, choice)
+  if module.use_bias:
+    y = y + module.param('bias', module.bias_init, (module.features,), module.param_dtype)
+  return jnp.reshape(y, (*batch_shape, *y.shape[1:]))
+
+
+def _call_transpose(module: nn.ConvTranspose, inputs, kernel_size, strides, forward_pads,
+                    out_size):
+  """`module`'s output for `inputs` (*batch, H, W, C) through `conv_transpose`."""
+  batch_shape, image_shape = inputs.shape[:-3], inputs.shape[-3:]
+  x = jnp.reshape(inputs, (-1, *image_shape))
+  channels = (module.features, image_shape[-1]) if module.transpose_kernel else (
+      image_shape[-1], module.features)
+  kernel = module.param('kernel', module.kernel_init, (*kernel_size, *channels),
+                        module.param_dtype)
+  y = conv_transpose.conv_transpose(x, kernel, strides, forward_pads, out_size,
+                                    module.transpose_kernel)
   if module.use_bias:
     y = y + module.param('bias', module.bias_init, (module.features,), module.param_dtype)
   return jnp.reshape(y, (*batch_shape, *y.shape[1:]))
