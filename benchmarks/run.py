@@ -16,14 +16,14 @@ import sys
 import jax
 
 from benchmarks import compile_time, flax_fast_path, langevin_speed, memory, precision, torch_chain
-from benchmarks import conv_layers, torch_updates, training
+from benchmarks import conv_layers, flax_generator, torch_updates, training
 from egm.nets import onednn_build
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 # XLA:CPU options compared in subprocesses (each needs a fresh process).
-SECTIONS = ('langevin', 'flags', 'precision', 'flax', 'compile', 'memory', 'training', 'scaling',
-            'torch_updates', 'conv_layers')
+SECTIONS = ('langevin', 'flags', 'precision', 'flax', 'flax_generator', 'compile', 'memory',
+            'training', 'scaling', 'torch_updates', 'conv_layers')
 FLAG_OPTIONS = ['', '--xla_cpu_use_onednn=true', '--xla_cpu_use_xnnpack=true',
                 '--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY']
 
@@ -191,6 +191,11 @@ def main():
     emit(f'A plain flax.linen ConvNet energy (batch 64, K={flax_fast_path.STEPS_PER_CALL} '
          'steps per call, timed in turn): egm.nets.fast_convolutions',
          ['chain', 'time', 'speed vs egm modules', 'compile'], flax_fast_path.rows(64, repeats))
+  if 'flax_generator' in only:
+    emit(f'A plain flax.linen DCGAN generator (nn.ConvTranspose) in a posterior Langevin chain '
+         f'(batch 64, K={flax_generator.STEPS_PER_CALL} steps per call, timed in turn): '
+         'egm.nets.fast_convolutions', ['chain', 'time', 'speed vs plain flax', 'compile'],
+         flax_generator.rows(64, repeats))
   if 'compile' in only:
     emit('Compile time of the K-step sampler (batch 64)', ['K', 'compile', 'ratio to K=10'],
          compile_rows((10, 100, 500)))
