@@ -49,7 +49,9 @@ def test_conv_without_bias_has_only_a_kernel():
   assert set(params['params']) == {'kernel'}
 
 
-def test_auto_picks_matmul_on_cpu_for_wide_convs_and_unknown_names_fail():
+def test_auto_picks_matmul_on_cpu_for_wide_convs_and_unknown_names_fail(monkeypatch):
+  """The rules where oneDNN is not available (tests/test_onednn_conv.py: where it is)."""
+  monkeypatch.setattr(conv.onednn_build, 'available', lambda: False)
   on_cpu = jax.default_backend() == 'cpu'
   assert resolve('auto') == ('matmul' if on_cpu else 'lax')
   assert resolve('auto', features=64) == ('matmul' if on_cpu else 'lax')
@@ -73,6 +75,7 @@ def test_implementation_counts_the_forward_flops_of_one_conv(monkeypatch):
   2·4·784·9·16·16 = 14.45 MFLOP; 4x4 stride 2 with 1-pixel pads gives 14x14 outputs."""
   monkeypatch.setattr(conv, 'MIN_MATMUL_FEATURES', 16)
   monkeypatch.setattr(jax, 'default_backend', lambda: 'cpu')
+  monkeypatch.setattr(conv.onednn_build, 'available', lambda: False)
   same = ((1, 1), (1, 1))
   for threshold, expected in ((14.4e6, 'matmul'), (14.5e6, 'lax')):
     monkeypatch.setattr(conv, 'MIN_MATMUL_FLOPS', threshold)

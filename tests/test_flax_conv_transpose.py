@@ -12,13 +12,15 @@ from egm.nets import conv_transpose, fast_convolutions, onednn_build, onednn_con
 from egm.sampling import langevin
 
 
-@pytest.fixture(autouse=True)
-def one_cpu_device(monkeypatch):
-  """'auto' takes float32 convolutions to oneDNN on a one-device CPU run."""
+@pytest.fixture(autouse=True, params=[1, 8], ids=['one_device', 'eight_devices'])
+def devices(request, monkeypatch):
+  """'auto' takes float32 convolutions to oneDNN on a CPU run, of one device or a mesh."""
   ok, why = onednn_build.status()
   if not ok:
     pytest.skip(f'oneDNN is not available here: {why}')
-  monkeypatch.setattr(jax, 'device_count', lambda: 1)
+  if jax.device_count() < request.param:
+    pytest.skip(f'needs {request.param} devices')
+  monkeypatch.setattr(jax, 'device_count', lambda: request.param)
 
 
 def normal(seed: int, shape, scale: float = 1.0):
@@ -133,11 +135,11 @@ def test_layers_the_fast_path_lacks_run_their_own_call(name):
   np.testing.assert_array_equal(jax.jit(fast)(params, x), jax.jit(layer.apply)(params, x))
 
 
-def test_matmul_impl_and_several_devices_keep_lax(monkeypatch):
+def test_matmul_impl_and_a_run_without_onednn_keep_lax(monkeypatch):
   layer = nn.ConvTranspose(3, (4, 4), (2, 2))
   params = random_params(layer, X)
   assert onednn_conv.INPUT_GRAD not in lowered(fast_convolutions('matmul')(layer.apply), params, X)
-  monkeypatch.setattr(jax, 'device_count', lambda: 8)
+  monkeypatch.setattr(onednn_build, 'available', lambda: False)
   assert onednn_conv.INPUT_GRAD not in lowered(fast_convolutions()(layer.apply), params, X)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from egm.errors import EgmError
-from egm.nets import fast_convolutions
+from egm.nets import fast_convolutions, onednn_build
 from egm.nets.conv import Conv
 from egm.sampling import langevin
 
@@ -52,6 +52,12 @@ FALLBACKS = {
     'empty_output': dict(features=4, kernel_size=(9, 9), padding='VALID'),
 }
 X = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+
+
+@pytest.fixture
+def without_onednn(monkeypatch):
+  """A CPU run where oneDNN could not be built: 'auto' picks by XLA's size rules."""
+  monkeypatch.setattr(onednn_build, 'available', lambda: False)
 
 
 def random_params(model, x):
@@ -140,8 +146,9 @@ def test_one_and_three_dimensional_convs_and_egm_modules_are_left_alone():
       assert uses_lax_conv(module.apply, params, x)
 
 
-def test_auto_keeps_narrow_or_small_convs_on_lax_and_takes_big_ones_off_it_on_cpu():
-  """conv.resolve's rule: >= 16 output channels and >= 25 MFLOP forward go to the GEMM."""
+def test_auto_keeps_narrow_or_small_convs_on_lax_and_takes_big_ones_off_it_on_cpu(without_onednn):
+  """conv.resolve's rule without oneDNN: >= 16 output channels and >= 25 MFLOP forward go to
+  the GEMM."""
   narrow, wide = nn.Conv(8, (3, 3)), nn.Conv(64, (3, 3))
   big = jax.random.normal(jax.random.key(6), (8, 32, 32, 8))  # 75 MFLOP at 64 channels
   with fast_convolutions():
@@ -168,7 +175,8 @@ def test_unknown_impl_is_an_egm_error_naming_the_choices():
 
 
 @pytest.mark.skipif(jax.default_backend() != 'cpu', reason='lax_conv is the CPU lax path')
-def test_a_layer_kept_on_lax_runs_egms_lax_conv_with_the_same_outputs_and_gradients():
+def test_a_layer_kept_on_lax_runs_egms_lax_conv_with_the_same_outputs_and_gradients(
+    without_onednn):
   narrow = nn.Conv(8, (3, 3))
   params = random_params(narrow, X)
   plain = outputs_and_gradients(narrow)(params, X)

@@ -124,15 +124,16 @@ def test_conv_module_on_onednn_equals_lax_with_the_same_parameters():
                              jax.jit(module('lax').apply)(params, x), atol=1e-5)
 
 
-def test_auto_takes_float32_convs_to_onednn_on_one_cpu_device_only(monkeypatch):
+def test_auto_takes_float32_convs_to_onednn_on_cpu_on_one_device_or_a_mesh(monkeypatch):
   shape, kernel_size, strides, pads = (4, 8, 8, 3), (3, 3), (1, 1), ((1, 1), (1, 1))
   pick = lambda dtype=jnp.float32: conv.implementation('auto', 8, shape, kernel_size, strides,
                                                        pads, dtype)
-  monkeypatch.setattr(jax, 'device_count', lambda: 1)
-  assert pick() == 'onednn'
+  for devices in (1, 8):
+    monkeypatch.setattr(jax, 'device_count', lambda devices=devices: devices)
+    assert pick() == 'onednn'
   assert pick(jnp.bfloat16) == 'lax'  # float32 only; the small conv stays on lax by the rule
-  monkeypatch.setattr(jax, 'device_count', lambda: 8)
-  assert pick() == 'lax'  # on a device mesh: XLA's partitioned convolution
+  monkeypatch.setattr(conv.onednn_build, 'available', lambda: False)
+  assert pick() == 'lax'  # no build: XLA's convolution by the size rule
   with pytest.raises(EgmError, match="float32 convolutions only.*'auto'"):
     conv.implementation('onednn', 8, shape, kernel_size, strides, pads, jnp.bfloat16)
 

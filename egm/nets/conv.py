@@ -1,6 +1,6 @@
 """2-D convolution with a backend-chosen implementation: oneDNN, lax conv, or patches x matmul.
 
-On a one-device CPU run a float32 convolution goes to oneDNN's direct convolution through XLA
+On a CPU run a float32 convolution goes to oneDNN's direct convolution through XLA
 FFI (`onednn_conv.conv`, the kernels PyTorch runs on CPU) where it could be built
 (`onednn_build.status()`); 2-3x faster per layer than either XLA path (benchmarks/RESULTS.md).
 Otherwise, on XLA:CPU a convolution written as shifted strided slices concatenated along channels
@@ -35,10 +35,10 @@ PATCH_CACHE_BYTES = 16 * 2 ** 20
 
 
 def onednn_usable() -> bool:
-  """Whether 'auto' takes float32 convolutions to oneDNN: a CPU run on one device (the FFI
-  call is not partitioned over a device mesh) where `onednn_build` could build it."""
-  return (jax.default_backend() == 'cpu' and jax.device_count() == 1
-          and onednn_build.available())
+  """Whether 'auto' takes float32 convolutions to oneDNN: a CPU run (on a mesh of several
+  devices each call is split along the batch, `onednn_sharding`) where `onednn_build` could
+  build it."""
+  return jax.default_backend() == 'cpu' and onednn_build.available()
 
 
 def _require_onednn():

@@ -6,7 +6,8 @@ handlers: the input gradient (backward data) and the kernel gradient (backward w
 three are linear in each argument and each one's derivatives are the other two, so
 `input_grad` and `kernel_grad` are `jax.custom_vjp` functions too and second derivatives
 (a Langevin chain's gradient, an energy's gradient penalty) stay on oneDNN. No forward mode
-(`jax.jvp`). Under `jax.vmap` the calls run one slice at a time. The first call builds and
+(`jax.jvp`). Under `jax.vmap` the calls run one slice at a time. On several devices each call
+is split along the batch (`onednn_sharding`). The first call builds and
 registers the handlers (`onednn_build.status()`); where they cannot be built it raises
 `EgmError` with the reason and the fix.
 """
@@ -16,11 +17,12 @@ import jax
 import numpy as np
 
 from egm.errors import EgmError
-from egm.nets import onednn_build
+from egm.nets import onednn_build, onednn_sharding
 
 FORWARD = 'egm_onednn_conv_forward'
 INPUT_GRAD = 'egm_onednn_conv_input_grad'
 KERNEL_GRAD = 'egm_onednn_conv_kernel_grad'
+KINDS = {FORWARD: 'forward', INPUT_GRAD: 'input_grad', KERNEL_GRAD: 'kernel_grad'}
 
 
 def _attributes(strides, padding) -> dict:
@@ -42,9 +44,7 @@ def _call(target: str, shape, a, b, strides, padding):
   ok, why = onednn_build.status()
   if not ok:
     raise EgmError(f"egm's oneDNN convolution is not available here: {why}")
-  result = jax.ShapeDtypeStruct(tuple(shape), a.dtype)
-  return jax.ffi.ffi_call(target, result, vmap_method='sequential')(
-      a, b, **_attributes(strides, padding))
+  return onednn_sharding.call(KINDS[target], target, shape, a, b, _attributes(strides, padding))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))

@@ -1,0 +1,106 @@
+"""oneDNN's convolution handlers over a mesh of several devices: split along the batch.
+
+XLA's SPMD partitioner cannot split a custom call by itself (it would gather the whole batch
+onto every device), so on a run of several devices each handler call is a
+`custom_partitioning` function whose rule keeps the batch axis of its activations sharded
+as they arrive (any other axis, and the kernel, replicated): the forward and input-gradient
+calls run on each device's slice of the batch, and the kernel gradient sums the devices'
+partial kernels (`lax.psum` over the batch's mesh axes). A batch the mesh does not divide
+is gathered instead. `jax.vmap` over a call runs it slice by slice (`custom_vmap` +
+`lax.map`), as `vmap_method='sequential'` does on one device.
+"""
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.custom_batching import custom_vmap
+from jax.experimental.custom_partitioning import custom_partitioning
+from jax.sharding import NamedSharding, PartitionSpec
+
+# Shardy rules of the three handlers: (operand a, operand b) -> result.
+RULES = {
+    'forward': 'b h w c, i j c f -> b y x f',      # x, kernel -> y
+    'input_grad': 'b y x f, i j c f -> b h w c',   # dy, kernel -> dx
+    'kernel_grad': 'b h w c, b y x f -> i j c f',  # x, dy -> dkernel
+}
+
+
+def ffi(target: str, shape, a, b, attributes: dict):
+  """The FFI call of `target` with result `shape` (float32, like `a`) on one device."""
+  result = jax.ShapeDtypeStruct(tuple(shape), a.dtype)
+  return jax.ffi.ffi_call(target, result, vmap_method='sequential')(a, b, **attributes)
+
+
+def call(kind: str, target: str, shape, a, b, attributes: dict):
+  """`ffi` of handler `kind` ('forward', 'input_grad', 'kernel_grad'), split along the batch
+  where the run has several devices."""
+  if jax.device_count() == 1:
+    return ffi(target, shape, a, b, attributes)
+  return _batched(kind, target, tuple(shape), tuple(sorted(attributes.items())))(a, b)
+
+
+@functools.cache
+def _batched(kind: str, target: str, shape: tuple, attributes: tuple):
+  """The mesh-partitioned call for one handler, shape and attributes, vmappable."""
+  partitioned = _partitioned(kind, target, shape, attributes)
+
+  @custom_vmap
+  def run(a, b):
+    return partitioned(a, b)
+
+  @run.def_vmap
+  def _sequential(axis_size, in_batched, a, b):
+    a, b = (v if batched else jnp.broadcast_to(v, (axis_size, *v.shape))
+            for v, batched in zip((a, b), in_batched))
+    return jax.lax.map(lambda ab: run(*ab), (a, b)), True
+
+  return run
+
+
+def _batch_axes(sharding, size: int, mesh):
+  """The mesh axes dimension 0 of a `size`-long batch is split over, if they divide it."""
+  spec = sharding.spec if isinstance(sharding, NamedSharding) else PartitionSpec()
+  axes = spec[0] if len(spec) else None
+  if axes is None:
+    return None
+  names = axes if isinstance(axes, tuple) else (axes,)
+  shards = math.prod(mesh.shape[name] for name in names)
+  return axes if size % shards == 0 else None
+
+
+def _partitioned(kind: str, target: str, shape: tuple, attributes: tuple):
+  attributes = dict(attributes)
+  batched_result = kind != 'kernel_grad'
+
+  def local_call(a, b):
+    local_shape = (a.shape[0], *shape[1:]) if batched_result else shape
+    return ffi(target, local_shape, a, b, attributes)
+
+  @custom_partitioning
+  def run(a, b):
+    return local_call(a, b)
+
+  def shardings(mesh, arg_shapes):
+    axes = _batch_axes(arg_shapes[0].sharding, arg_shapes[0].shape[0], mesh)
+    activations = NamedSharding(mesh, PartitionSpec(axes, None, None, None))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    operands = (activations, activations if kind == 'kernel_grad' else replicated)
+    return axes, operands, activations if batched_result else replicated
+
+  def partition(mesh, arg_shapes, result_shape):
+    del result_shape
+    axes, operands, result = shardings(mesh, arg_shapes)
+
+    def lower(a, b):
+      out = local_call(a, b)
+      return jax.lax.psum(out, axes) if axes is not None and not batched_result else out
+
+    return mesh, lower, result, operands
+
+  def infer(mesh, arg_shapes, result_shape):
+    del result_shape
+    return shardings(mesh, arg_shapes)[2]
+
+  run.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule=RULES[kind])
+  return run
