@@ -6,7 +6,7 @@
     energy = egm.nets.fast_convolutions()(energy)  # or as a decorator of the energy function
 
 Inside the context a `flax.linen.intercept_methods` interceptor computes each eligible
-`nn.Conv.__call__` as egm's convolution (on a one-device CPU run oneDNN's,
+`nn.Conv.__call__` as egm's convolution (on a CPU run oneDNN's,
 `onednn_conv.conv`; else `conv.matmul_conv`, im2col + one GEMM, or `lax_conv.conv`, as
 `conv.resolve` picks for egm's own modules) with the layer's own parameters
 ('kernel' (kh, kw, cin, cout), 'bias' (cout,), created by the layer's initialisers), so
