@@ -1,7 +1,7 @@
 """egm.nets.onednn_sharding: on a mesh of several devices oneDNN's convolution runs on each
 device's slice of the batch (no gather of activations), the kernel gradient sums the slices,
 and values and gradients equal a float64 lax convolution's; a batch the mesh does not divide
-and `jax.vmap` still give lax's values."""
+and `jax.vmap` still give lax's values; each device's calls run on its share of the cores."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +9,7 @@ import pytest
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from egm.nets import onednn_build, onednn_conv
+from egm.nets import onednn_build, onednn_conv, onednn_sharding
 
 DEVICES = 8
 DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
@@ -74,3 +74,16 @@ def test_vmap_over_a_sharded_call_runs_slice_by_slice(mesh):
   with jax.enable_x64():
     ref = jax.vmap(lax64, in_axes=(0, None))(np.asarray(x), kernel)
   np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_each_devices_calls_get_its_share_of_the_cores(mesh, monkeypatch):
+  """8 devices of one process on 2 cores: 1 OpenMP thread per call; on 16 cores: 2."""
+  x, kernel = normal(5, (DEVICES, 6, 6, 3)), normal(6, (3, 3, 3, 4))
+  for cores, threads in ((2, 1), (16, 2)):
+    monkeypatch.setattr(onednn_sharding.os, 'sched_getaffinity', lambda pid, n=cores: set(range(n)))
+    assert onednn_sharding.threads_per_call() == threads
+    text = jax.jit(lambda x, k: onednn(x, k)).lower(x, kernel).as_text()  # a fresh trace
+    assert f'threads = {threads} : i64' in text
+  monkeypatch.setattr(jax, 'device_count', lambda: 1)
+  text = jax.jit(lambda x, k: onednn(x, k)).lower(x, kernel).as_text()
+  assert 'threads = 0 : i64' in text  # OpenMP's default

@@ -6,14 +6,18 @@ onto every device), so on a run of several devices each handler call is a
 as they arrive (any other axis, and the kernel, replicated): the forward and input-gradient
 calls run on each device's slice of the batch, and the kernel gradient sums the devices'
 partial kernels (`lax.psum` over the batch's mesh axes). A batch the mesh does not divide
-is gathered instead. `jax.vmap` over a call runs it slice by slice (`custom_vmap` +
-`lax.map`), as `vmap_method='sequential'` does on one device.
+is gathered instead. The devices of one process run their calls at once, so each call takes
+that process's cores divided by its devices as OpenMP threads (the handlers' `threads`;
+0, OpenMP's default, on one device). `jax.vmap` over a call runs it slice by slice
+(`custom_vmap` + `lax.map`), as `vmap_method='sequential'` does on one device.
 """
 import functools
 import math
+import os
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.custom_batching import custom_vmap
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec
@@ -34,10 +38,19 @@ def ffi(target: str, shape, a, b, attributes: dict):
 
 def call(kind: str, target: str, shape, a, b, attributes: dict):
   """`ffi` of handler `kind` ('forward', 'input_grad', 'kernel_grad'), split along the batch
-  where the run has several devices."""
+  where the run has several devices, each device's calls then on its share of this process's
+  cores (`threads_per_call`)."""
   if jax.device_count() == 1:
-    return ffi(target, shape, a, b, attributes)
+    return ffi(target, shape, a, b, {**attributes, 'threads': np.int64(0)})
+  attributes = {**attributes, 'threads': np.int64(threads_per_call())}
   return _batched(kind, target, tuple(shape), tuple(sorted(attributes.items())))(a, b)
+
+
+def threads_per_call() -> int:
+  """OpenMP threads of one call on a mesh: this process's cores over its devices, at least 1
+  (the devices run their calls at once; more threads than cores only contend)."""
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+  return max(1, (cores or 1) // jax.local_device_count())
 
 
 @functools.cache

@@ -1,6 +1,8 @@
 // 2-D convolution on oneDNN as XLA FFI handlers: forward, input gradient (backward data) and
 // kernel gradient (backward weights). Activations NHWC, kernels HWIO, float32; strides and
-// padding (pixels) are attributes. Built and loaded by egm/nets/onednn_build.py.
+// padding (pixels) are attributes, and `threads`: the OpenMP threads of each call (0: OpenMP's
+// default; a mesh of several devices on one CPU gives each device's calls its share of the
+// cores). Built and loaded by egm/nets/onednn_build.py.
 #include <cstdint>
 #include <cstdlib>
 #include <map>
@@ -11,6 +13,9 @@
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
+
+// From libgomp, which oneDNN's `-gomp` build runs on (loaded with libdnnl).
+extern "C" void omp_set_num_threads(int);
 
 namespace ffi = xla::ffi;
 using dnnl::memory;
@@ -27,11 +32,12 @@ dnnl::engine& Engine() {
   return engine;
 }
 
-// One layer's geometry: batch, input/output size and channels, kernel, stride, padding.
+// One layer's geometry: batch, input/output size and channels, kernel, stride, padding, and
+// the threads its primitives are built for.
 struct Geometry {
-  int64_t n, h, w, c, oh, ow, f, kh, kw, sh, sw, pt, pb, pl, pr;
+  int64_t n, h, w, c, oh, ow, f, kh, kw, sh, sw, pt, pb, pl, pr, threads;
   auto Key() const {
-    return std::make_tuple(n, h, w, c, oh, ow, f, kh, kw, sh, sw, pt, pb, pl, pr);
+    return std::make_tuple(n, h, w, c, oh, ow, f, kh, kw, sh, sw, pt, pb, pl, pr, threads);
   }
   memory::desc Src(tag t = tag::nhwc) const { return {{n, c, h, w}, dt::f32, t}; }
   memory::desc Dst(tag t = tag::nhwc) const { return {{n, f, oh, ow}, dt::f32, t}; }
@@ -105,17 +111,20 @@ ffi::Error Guarded(Body body) {
   }
 }
 
+// The geometry of a call; sets this thread's OpenMP thread count first where `threads` > 0
+// (oneDNN reads it when it builds and when it runs a primitive).
 Geometry MakeGeometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> y,
                       ffi::Span<const int64_t> k, int64_t sh, int64_t sw, int64_t pt,
-                      int64_t pb, int64_t pl, int64_t pr) {
-  return {x[0], x[1], x[2], x[3], y[1], y[2], y[3], k[0], k[1], sh, sw, pt, pb, pl, pr};
+                      int64_t pb, int64_t pl, int64_t pr, int64_t threads) {
+  if (threads > 0) omp_set_num_threads(static_cast<int>(threads));
+  return {x[0], x[1], x[2], x[3], y[1], y[2], y[3], k[0], k[1], sh, sw, pt, pb, pl, pr, threads};
 }
 
 ffi::Error Forward(Rank4 x, Rank4 k, Rank4Result y, int64_t sh, int64_t sw, int64_t pt,
-                   int64_t pb, int64_t pl, int64_t pr) {
+                   int64_t pb, int64_t pl, int64_t pr, int64_t threads) {
   return Guarded([&] {
     Geometry g = MakeGeometry(x.dimensions(), y->dimensions(), k.dimensions(), sh, sw, pt, pb,
-                              pl, pr);
+                              pl, pr, threads);
     Layer& layer = GetLayer(g);
     dnnl::stream s(Engine());
     memory src(g.Src(), Engine(), x.typed_data());
@@ -131,10 +140,10 @@ ffi::Error Forward(Rank4 x, Rank4 k, Rank4Result y, int64_t sh, int64_t sw, int6
 }
 
 ffi::Error BackwardData(Rank4 dy, Rank4 k, Rank4Result dx, int64_t sh, int64_t sw, int64_t pt,
-                        int64_t pb, int64_t pl, int64_t pr) {
+                        int64_t pb, int64_t pl, int64_t pr, int64_t threads) {
   return Guarded([&] {
     Geometry g = MakeGeometry(dx->dimensions(), dy.dimensions(), k.dimensions(), sh, sw, pt, pb,
-                              pl, pr);
+                              pl, pr, threads);
     Layer& layer = GetLayer(g);
     dnnl::stream s(Engine());
     memory diff_dst(g.Dst(), Engine(), dy.typed_data());
@@ -150,10 +159,10 @@ ffi::Error BackwardData(Rank4 dy, Rank4 k, Rank4Result dx, int64_t sh, int64_t s
 }
 
 ffi::Error BackwardWeights(Rank4 x, Rank4 dy, Rank4Result dk, int64_t sh, int64_t sw,
-                           int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+                           int64_t pt, int64_t pb, int64_t pl, int64_t pr, int64_t threads) {
   return Guarded([&] {
     Geometry g = MakeGeometry(x.dimensions(), dy.dimensions(), dk->dimensions(), sh, sw, pt, pb,
-                              pl, pr);
+                              pl, pr, threads);
     Layer& layer = GetLayer(g);
     dnnl::stream s(Engine());
     memory src(g.Src(), Engine(), x.typed_data());
@@ -178,7 +187,8 @@ ffi::Error BackwardWeights(Rank4 x, Rank4 dy, Rank4Result dk, int64_t sh, int64_
 
 #define EGM_CONV_ATTRS                                                                 \
   .Attr<int64_t>("stride_h").Attr<int64_t>("stride_w").Attr<int64_t>("pad_top")         \
-      .Attr<int64_t>("pad_bottom").Attr<int64_t>("pad_left").Attr<int64_t>("pad_right")
+      .Attr<int64_t>("pad_bottom").Attr<int64_t>("pad_left").Attr<int64_t>("pad_right")        \
+      .Attr<int64_t>("threads")
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(EgmConvForward, Forward,
                               ffi::Ffi::Bind().Arg<Rank4>().Arg<Rank4>().Ret<Rank4>()
