@@ -16,14 +16,14 @@ import sys
 import jax
 
 from benchmarks import compile_time, flax_fast_path, langevin_speed, memory, precision, torch_chain
-from benchmarks import conv_layers, flax_generator, torch_updates, training
+from benchmarks import conv_layers, flax_generator, mesh_updates, torch_updates, training
 from egm.nets import onednn_build
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 # XLA:CPU options compared in subprocesses (each needs a fresh process).
 SECTIONS = ('langevin', 'flags', 'precision', 'flax', 'flax_generator', 'compile', 'memory',
-            'training', 'scaling', 'torch_updates', 'conv_layers')
+            'training', 'scaling', 'mesh_updates', 'torch_updates', 'conv_layers')
 FLAG_OPTIONS = ['', '--xla_cpu_use_onednn=true', '--xla_cpu_use_xnnpack=true',
                 '--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY']
 
@@ -208,6 +208,11 @@ def main():
   if 'scaling' in only:
     emit('Scaling: configs/ebm_cifar.py:smoke at batch 32, forced host devices',
          ['devices', 'steps/s', 'first step'], scaling_rows('configs/ebm_cifar.py'))
+  if 'mesh_updates' in only:
+    emit(f'Training steps on 8 forced host devices: oneDNN split along the batch vs XLA\'s '
+         f'partitioned convolutions (medians of {repeats} alternating calls; '
+         'benchmarks/mesh_updates.py)', mesh_updates.HEADER,
+         mesh_updates.rows(['vae', 'coopnets', 'triangle'], 8, 64, repeats))
   if 'torch_updates' in only and torch_chain.available():
     emit(f'Whole training steps: egm vs PyTorch, same networks and losses (synthetic batches, '
          f'medians of {repeats} alternating calls; benchmarks/torch_updates.py)',
