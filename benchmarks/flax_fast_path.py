@@ -7,7 +7,6 @@ in one process (medians); speeds are relative to egm's own `ConvEnergy`.
 """
 import json
 import sys
-import time
 
 import flax.linen as nn
 import jax
@@ -46,12 +45,7 @@ def compiled_chain(model, x0, wrap=lambda f: f):
     energy = wrap(lambda x: model.apply(params, x))
     return langevin(energy, x0, key, n_steps=STEPS_PER_CALL, step_size=1.0, noise_scale=0.01)[0]
 
-  key = jax.random.key(0)
-  start = time.perf_counter()
-  compiled = jax.jit(run).lower(params, x0, key).compile()
-  compile_s = time.perf_counter() - start
-  result = compiled(params, x0, key).block_until_ready()
-  return lambda: compiled(params, x0, key).block_until_ready(), compile_s, result
+  return timing.compiled_call(run, params, x0, jax.random.key(0))
 
 
 def measure(batch: int, repeats: int) -> dict:

@@ -9,7 +9,6 @@ K = `STEPS_PER_CALL` steps of z <- z - s dE/dz + sqrt(2 s) eps, E(z) = |x - G(z)
 """
 import json
 import sys
-import time
 
 import flax.linen as nn
 import jax
@@ -59,12 +58,7 @@ def compiled_chain(batch: int, wrap=lambda f: f):
     return langevin(energy, z0, key, n_steps=STEPS_PER_CALL, step_size=STEP_SIZE,
                     noise_scale=(2 * STEP_SIZE) ** 0.5)[0]
 
-  key = jax.random.key(0)
-  start = time.perf_counter()
-  compiled = jax.jit(run).lower(params, z0, key).compile()
-  compile_s = time.perf_counter() - start
-  result = compiled(params, z0, key).block_until_ready()
-  return lambda: compiled(params, z0, key).block_until_ready(), compile_s, result
+  return timing.compiled_call(run, params, z0, jax.random.key(0))
 
 
 def torch_chain_call(batch: int):

@@ -29,3 +29,12 @@ def gemm(n: int = 1024, dtype=jnp.float32):
   dot = jax.jit(jnp.dot)
   dot(a, b).block_until_ready()
   return lambda: dot(a, b).block_until_ready(), 2.0 * n ** 3
+
+
+def compiled_call(fn, *args):
+  """(blocking call of jit(fn) on `args`, its compile seconds, its first result)."""
+  start = time.perf_counter()
+  compiled = jax.jit(fn).lower(*args).compile()
+  compile_s = time.perf_counter() - start
+  result = jax.block_until_ready(compiled(*args))
+  return lambda: jax.block_until_ready(compiled(*args)), compile_s, result
