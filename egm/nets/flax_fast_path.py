@@ -89,8 +89,7 @@ def _plan(module: nn.Conv, inputs, impl: str):
   kernel_size = tuple(kernel_size)
   strides, input_dilation, kernel_dilation = (
       _pair(v) for v in (module.strides, module.input_dilation, module.kernel_dilation))
-  float32 = all(d is None or jnp.dtype(d) == jnp.float32
-                for d in (jnp.result_type(inputs), module.param_dtype, module.dtype))
+  float32 = _float32(module, inputs)
   plain = (input_dilation == (1, 1) and kernel_dilation == (1, 1)
            and module.feature_group_count == 1 and module.mask is None
            and module.precision is None and module.promote_dtype is dtypes.promote_dtype
@@ -117,8 +116,7 @@ def _plan_transpose(module: nn.ConvTranspose, inputs, impl: str):
     return None
   kernel_size = tuple(kernel_size)
   strides, kernel_dilation = _pair(module.strides), _pair(module.kernel_dilation)
-  float32 = all(d is None or jnp.dtype(d) == jnp.float32
-                for d in (jnp.result_type(inputs), module.param_dtype, module.dtype))
+  float32 = _float32(module, inputs)
   plain = (kernel_dilation == (1, 1) and module.mask is None and module.precision is None
            and module.promote_dtype is dtypes.promote_dtype
            and getattr(module, 'preferred_element_type', None) is None)
@@ -134,6 +132,12 @@ def _plan_transpose(module: nn.ConvTranspose, inputs, impl: str):
       return None
   plan = conv_transpose.plan(padding, kernel_size, strides, jnp.shape(inputs)[-3:-1])
   return None if plan is None else (kernel_size, strides, *plan)
+
+
+def _float32(module, inputs) -> bool:
+  """Whether `module` applied to `inputs` computes and keeps its parameters in float32."""
+  return all(d is None or jnp.dtype(d) == jnp.float32
+             for d in (jnp.result_type(inputs), module.param_dtype, module.dtype))
 
 
 def _pair(value):
@@ -163,27 +167,26 @@ def _explicit_pads(padding, kernel_size, strides, in_size):
 def _call(module: nn.Conv, inputs, kernel_size, strides, pads, choice):
   """`module`'s output for `inputs` (*batch, H, W, C) through `conv.convolve` (`choice`
   'onednn', 'matmul' or 'lax')."""
-  batch_shape, image_shape = inputs.shape[:-3], inputs.shape[-3:]
-  x = jnp.reshape(inputs, (-1, *image_shape))
-  kernel = module.param('kernel', module.kernel_init,
-                        (*kernel_size, image_shape[-1], module.features), module.param_dtype)
-  y = conv.convolve(x, kernel, strides, pads, choice)
-  if module.use_bias:
-    y = y + module.param('bias', module.bias_init, (module.features,), module.param_dtype)
-  return jnp.reshape(y, (*batch_shape, *y.shape[1:]))
+  return _apply(module, inputs, (*kernel_size, inputs.shape[-1], module.features),
+                lambda x, kernel: conv.convolve(x, kernel, strides, pads, choice))
 
 
 def _call_transpose(module: nn.ConvTranspose, inputs, kernel_size, strides, forward_pads,
                     out_size):
   """`module`'s output for `inputs` (*batch, H, W, C) through `conv_transpose`."""
-  batch_shape, image_shape = inputs.shape[:-3], inputs.shape[-3:]
-  x = jnp.reshape(inputs, (-1, *image_shape))
-  channels = (module.features, image_shape[-1]) if module.transpose_kernel else (
-      image_shape[-1], module.features)
-  kernel = module.param('kernel', module.kernel_init, (*kernel_size, *channels),
-                        module.param_dtype)
-  y = conv_transpose.conv_transpose(x, kernel, strides, forward_pads, out_size,
-                                    module.transpose_kernel)
+  channels = (module.features, inputs.shape[-1]) if module.transpose_kernel else (
+      inputs.shape[-1], module.features)
+  return _apply(module, inputs, (*kernel_size, *channels),
+                lambda x, kernel: conv_transpose.conv_transpose(
+                    x, kernel, strides, forward_pads, out_size, module.transpose_kernel))
+
+
+def _apply(module, inputs, kernel_shape, op):
+  """`op(x, kernel)` + bias on `inputs` (*batch, H, W, C) with its batch axes flattened and
+  restored, the layer's 'kernel' (`kernel_shape`) and 'bias' created by its initialisers."""
+  batch_shape = inputs.shape[:-3]
+  x = jnp.reshape(inputs, (-1, *inputs.shape[-3:]))
+  y = op(x, module.param('kernel', module.kernel_init, kernel_shape, module.param_dtype))
   if module.use_bias:
     y = y + module.param('bias', module.bias_init, (module.features,), module.param_dtype)
   return jnp.reshape(y, (*batch_shape, *y.shape[1:]))

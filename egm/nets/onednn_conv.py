@@ -19,10 +19,8 @@ import numpy as np
 from egm.errors import EgmError
 from egm.nets import onednn_build, onednn_sharding
 
-FORWARD = 'egm_onednn_conv_forward'
-INPUT_GRAD = 'egm_onednn_conv_input_grad'
-KERNEL_GRAD = 'egm_onednn_conv_kernel_grad'
-KINDS = {FORWARD: 'forward', INPUT_GRAD: 'input_grad', KERNEL_GRAD: 'kernel_grad'}
+FORWARD, INPUT_GRAD, KERNEL_GRAD = (onednn_sharding.FORWARD, onednn_sharding.INPUT_GRAD,
+                                    onednn_sharding.KERNEL_GRAD)
 
 
 def _attributes(strides, padding) -> dict:
@@ -44,7 +42,7 @@ def _call(target: str, shape, a, b, strides, padding):
   ok, why = onednn_build.status()
   if not ok:
     raise EgmError(f"egm's oneDNN convolution is not available here: {why}")
-  return onednn_sharding.call(KINDS[target], target, shape, a, b, _attributes(strides, padding))
+  return onednn_sharding.call(target, shape, a, b, _attributes(strides, padding))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))

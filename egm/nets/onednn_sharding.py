@@ -22,11 +22,14 @@ from jax.custom_batching import custom_vmap
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec
 
+FORWARD = 'egm_onednn_conv_forward'
+INPUT_GRAD = 'egm_onednn_conv_input_grad'
+KERNEL_GRAD = 'egm_onednn_conv_kernel_grad'
 # Shardy rules of the three handlers: (operand a, operand b) -> result.
 RULES = {
-    'forward': 'b h w c, i j c f -> b y x f',      # x, kernel -> y
-    'input_grad': 'b y x f, i j c f -> b h w c',   # dy, kernel -> dx
-    'kernel_grad': 'b h w c, b y x f -> i j c f',  # x, dy -> dkernel
+    FORWARD: 'b h w c, i j c f -> b y x f',      # x, kernel -> y
+    INPUT_GRAD: 'b y x f, i j c f -> b h w c',   # dy, kernel -> dx
+    KERNEL_GRAD: 'b h w c, b y x f -> i j c f',  # x, dy -> dkernel
 }
 
 
@@ -36,14 +39,14 @@ def ffi(target: str, shape, a, b, attributes: dict):
   return jax.ffi.ffi_call(target, result, vmap_method='sequential')(a, b, **attributes)
 
 
-def call(kind: str, target: str, shape, a, b, attributes: dict):
-  """`ffi` of handler `kind` ('forward', 'input_grad', 'kernel_grad'), split along the batch
+def call(target: str, shape, a, b, attributes: dict):
+  """`ffi` of handler `target` (FORWARD, INPUT_GRAD, KERNEL_GRAD), split along the batch
   where the run has several devices, each device's calls then on its share of this process's
   cores (`threads_per_call`)."""
   if jax.device_count() == 1:
     return ffi(target, shape, a, b, {**attributes, 'threads': np.int64(0)})
   attributes = {**attributes, 'threads': np.int64(threads_per_call())}
-  return _batched(kind, target, tuple(shape), tuple(sorted(attributes.items())))(a, b)
+  return _batched(target, tuple(shape), tuple(sorted(attributes.items())))(a, b)
 
 
 def threads_per_call() -> int:
@@ -54,9 +57,9 @@ def threads_per_call() -> int:
 
 
 @functools.cache
-def _batched(kind: str, target: str, shape: tuple, attributes: tuple):
+def _batched(target: str, shape: tuple, attributes: tuple):
   """The mesh-partitioned call for one handler, shape and attributes, vmappable."""
-  partitioned = _partitioned(kind, target, shape, attributes)
+  partitioned = _partitioned(target, shape, attributes)
 
   @custom_vmap
   def run(a, b):
@@ -82,9 +85,9 @@ def _batch_axes(sharding, size: int, mesh):
   return axes if size % shards == 0 else None
 
 
-def _partitioned(kind: str, target: str, shape: tuple, attributes: tuple):
+def _partitioned(target: str, shape: tuple, attributes: tuple):
   attributes = dict(attributes)
-  batched_result = kind != 'kernel_grad'
+  batched_result = target != KERNEL_GRAD
 
   def local_call(a, b):
     local_shape = (a.shape[0], *shape[1:]) if batched_result else shape
@@ -98,7 +101,7 @@ def _partitioned(kind: str, target: str, shape: tuple, attributes: tuple):
     axes = _batch_axes(arg_shapes[0].sharding, arg_shapes[0].shape[0], mesh)
     activations = NamedSharding(mesh, PartitionSpec(axes, None, None, None))
     replicated = NamedSharding(mesh, PartitionSpec())
-    operands = (activations, activations if kind == 'kernel_grad' else replicated)
+    operands = (activations, replicated if batched_result else activations)
     return axes, operands, activations if batched_result else replicated
 
   def partition(mesh, arg_shapes, result_shape):
@@ -115,5 +118,5 @@ def _partitioned(kind: str, target: str, shape: tuple, attributes: tuple):
     del result_shape
     return shardings(mesh, arg_shapes)[2]
 
-  run.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule=RULES[kind])
+  run.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule=RULES[target])
   return run
