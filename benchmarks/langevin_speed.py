@@ -12,17 +12,20 @@ from benchmarks import chain, timing, torch_chain
 STEPS_PER_CALL = 10  # egm's K-step chain also evaluates dE/dx at x0: K+1 passes, K counted
 
 
-def measure(batch: int, repeats: int, impls=('matmul', 'lax'), with_torch=True) -> dict:
-  """Median s/step, GFLOP/s and fraction of the GEMM rate of each chain, timed in turn."""
+def measure(batch: int, repeats: int, impls=('matmul', 'lax'), with_torch=True,
+            torch_device: str = 'cpu', gemm_size: int = 1024) -> dict:
+  """Median s/step, GFLOP/s and fraction of the GEMM rate (a `gemm_size` square float32
+  `jnp.dot`) of each chain, timed in turn; the PyTorch chains on `torch_device`."""
   calls = {}
   for impl in impls:
     calls[f'egm_{impl}'] = chain.blocking_call(batch, STEPS_PER_CALL, conv_impl=impl)[0]
   if with_torch and torch_chain.available():
     for channels_last in (False, True):
-      run = torch_chain.make(batch, STEPS_PER_CALL, channels_last=channels_last)
+      run = torch_chain.make(batch, STEPS_PER_CALL, channels_last=channels_last,
+                             device=torch_device)
       run()
       calls['torch_channels_last' if channels_last else 'torch_nchw'] = run
-  gemm, gemm_flops = timing.gemm()
+  gemm, gemm_flops = timing.gemm(gemm_size)
   calls['gemm'] = gemm
   seconds = timing.interleaved(calls, repeats)
   gemm_rate = gemm_flops / seconds.pop('gemm') / 1e9

@@ -13,8 +13,9 @@ from benchmarks import chain, timing
 STEPS_PER_CALL = 10
 
 
-def measure(batch: int, repeats: int, sample_steps: int = 100) -> dict:
-  """Per dtype: s/step, GFLOP/s, fraction of that dtype's GEMM rate; and the sample difference."""
+def measure(batch: int, repeats: int, sample_steps: int = 100, gemm_size: int = 1024) -> dict:
+  """Per dtype: s/step, GFLOP/s, fraction of that dtype's GEMM rate (a `gemm_size` square
+  `jnp.dot`); and the sample difference."""
   calls, chains = {}, {}
   for dtype in ('float32', 'bfloat16'):
     calls[dtype], params, x0 = chain.blocking_call(batch, STEPS_PER_CALL, compute_dtype=dtype)
@@ -23,7 +24,7 @@ def measure(batch: int, repeats: int, sample_steps: int = 100) -> dict:
     start = np.asarray(x0)  # the same for both dtypes
   gemm_rates = {}
   for dtype in ('float32', 'bfloat16'):
-    gemm, flops = timing.gemm(dtype=jnp.dtype(dtype))
+    gemm, flops = timing.gemm(gemm_size, jnp.dtype(dtype))
     calls[f'gemm_{dtype}'] = gemm
     gemm_rates[dtype] = flops
   seconds = timing.interleaved(calls, repeats)

@@ -17,6 +17,7 @@ import jax
 
 from benchmarks import compile_time, flax_fast_path, langevin_speed, memory, precision, torch_chain
 from benchmarks import conv_layers, flax_generator, mesh_updates, torch_updates, training
+from egm import host_memory
 from egm.nets import onednn_build
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -41,7 +42,8 @@ def machine() -> str:
     torch_version = f'{torch.__version__} ({torch_chain.threads()} threads)'
   return (f'{model}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; '
           f'{platform.platform()}; Python {platform.python_version()}; jax {jax.__version__} '
-          f'({jax.default_backend()}, {jax.device_count()} device(s)); torch {torch_version}')
+          f'({jax.default_backend()}, {jax.device_count()} device(s)); torch {torch_version}; '
+          f'host malloc {host_memory.choice()} (egm/host_memory.py)')
 
 
 def langevin_rows(batches, repeats) -> list:
@@ -163,6 +165,7 @@ def main():
                       help=f'comma-separated sections to run, from {",".join(SECTIONS)}')
   parser.add_argument('--out', default=os.path.join(HERE, 'RESULTS.md'))
   args = parser.parse_args()
+  host_memory.retain_freed_memory()  # before JAX runs anything
   only = args.only.split(',')
   repeats = args.repeats or 3
   command = ' '.join(['python -m benchmarks.run'] + sys.argv[1:])

@@ -13,13 +13,27 @@ def seconds(fn) -> float:
   return time.perf_counter() - start
 
 
-def interleaved(fns: dict, repeats: int) -> dict:
-  """Median seconds per call of each fn in {name: fn}, calling them in turn `repeats` times."""
+def rounds(fns: dict, repeats: int) -> dict:
+  """{name: [seconds of each call]} of each fn in {name: fn}, called in turn `repeats` times
+  (entry i of every list is from round i)."""
   times = {name: [] for name in fns}
   for _ in range(repeats):
     for name, fn in fns.items():
       times[name].append(seconds(fn))
-  return {name: float(np.median(t)) for name, t in times.items()}
+  return times
+
+
+def interleaved(fns: dict, repeats: int) -> dict:
+  """Median seconds per call of each fn in {name: fn}, calling them in turn `repeats` times."""
+  return {name: float(np.median(t)) for name, t in rounds(fns, repeats).items()}
+
+
+def paired_ratio(numerator: list, denominator: list) -> dict:
+  """Median and quartiles of the per-round ratios numerator[i] / denominator[i] of two
+  `rounds` lists: a drift of the machine's speed between rounds cancels in each ratio."""
+  ratios = np.asarray(numerator) / np.asarray(denominator)
+  q25, median, q75 = np.percentile(ratios, [25, 50, 75])
+  return {'median': float(median), 'q25': float(q25), 'q75': float(q75)}
 
 
 def gemm(n: int = 1024, dtype=jnp.float32):

@@ -11,8 +11,10 @@ def available() -> bool:
   return True
 
 
-def make(batch: int, n_steps: int, width: int = 64, channels_last: bool = False):
-  """A blocking call running n_steps of x <- x - dE/dx + 0.01 eps on the ConvEnergy network.
+def make(batch: int, n_steps: int, width: int = 64, channels_last: bool = False,
+         device: str = 'cpu'):
+  """A blocking call running n_steps of x <- x - dE/dx + 0.01 eps on the ConvEnergy network,
+  on `device` ('cpu' or 'cuda').
 
   The network (conv3x3 w, conv4x4/2 2w, 4w, 8w, conv4x4 VALID 1, LeakyReLU 0.2) is built
   with torch.nn, parameters frozen so that only the input gradient is computed, as in egm.
@@ -29,9 +31,9 @@ def make(batch: int, n_steps: int, width: int = 64, channels_last: bool = False)
   for p in net.parameters():
     p.requires_grad_(False)
   memory_format = torch.channels_last if channels_last else torch.contiguous_format
-  net = net.to(memory_format=memory_format)
+  net = net.to(device=device, memory_format=memory_format)
   x0 = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (batch, 3, 32, 32))
-                        .astype(np.float32)).contiguous(memory_format=memory_format)
+                        .astype(np.float32)).to(device).contiguous(memory_format=memory_format)
 
   def run():
     x = x0
@@ -39,6 +41,8 @@ def make(batch: int, n_steps: int, width: int = 64, channels_last: bool = False)
       x = x.detach().requires_grad_(True)
       (grad,) = torch.autograd.grad(net(x).sum(), x)
       x = x - grad + 0.01 * torch.randn_like(x)
+    if device != 'cpu':
+      torch.cuda.synchronize()
     return x
 
   return run

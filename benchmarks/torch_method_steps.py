@@ -1,7 +1,7 @@
 """PyTorch updates of egm's methods on the networks of torch_nets.py, built from egm configs.
 
-`make(config, x, channels_last)` returns a blocking call running one update on the NCHW
-batch x and returning its losses (a dict of 0-d tensors). Each update follows the method's
+`make(config, x, channels_last)` returns a call running one update on the NCHW batch x (on
+x's device) and returning its losses (a dict of 0-d tensors). Each update follows the method's
 losses in egm/methods: one backward per separate objective (E's contrastive loss apart from
 the G+I objective of the triangle; E apart from G in coopnets), Langevin chains with the
 network parameters frozen (input gradients only), Adam(b1, b2) per network with the config's
@@ -114,7 +114,7 @@ def triangle(config, x, channels_last):
 
   def step():
     b = x.shape[0]
-    z = torch.randn(b, m.z_dim)
+    z = torch.randn(b, m.z_dim, device=x.device)
     mu, logvar = enc.module(encoder_input(x))
     z_inf = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
     x_gen = gen.module(z)
@@ -188,7 +188,7 @@ def coopnets(config, x, channels_last):
   delta = hp.step_size
 
   def step():
-    z = torch.randn(x.shape[0], m.z_dim)
+    z = torch.randn(x.shape[0], m.z_dim, device=x.device)
     x_gen = gen.module(z)
     with Frozen(energy.module):
       x_rev = langevin(energy.module, x_gen.detach(), hp.n_steps, 0.5 * delta ** 2, delta, clip)
@@ -252,7 +252,7 @@ def srinf(config, x, channels_last):
     updates[0] += 1
     u_fn = posterior_energy(gen.module, x, m.sigma)
     a, b, log_c = (r.repeat_interleave(sizes, dim=1) for r in reverse)
-    z0 = torch.randn(x.shape[0], sum(dims))
+    z0 = torch.randn(x.shape[0], sum(dims), device=x.device)
     delta = log_delta.exp()
     s = 0.5 * delta ** 2
     with Frozen(gen.module), torch.set_grad_enabled(learn):
@@ -287,7 +287,10 @@ METHODS = {'triangle': triangle, 'vae': vae, 'ebm': ebm, 'coopnets': coopnets, '
 
 
 def make(config, x, channels_last: bool):
-  """One update of `config.method` on the NCHW batch x (B, C, S, S): a blocking call -> losses."""
+  """One update of `config.method` on the NCHW batch x (B, C, S, S), on x's device: a call
+  -> losses (blocking on the CPU; on CUDA the caller synchronises). Networks, optimiser
+  state and stored latents are built on that device."""
   torch.manual_seed(config.seed)
   x = x.contiguous(memory_format=torch_nets.memory_format(channels_last))
-  return METHODS[config.method](config, x, channels_last)
+  with torch.device(x.device):
+    return METHODS[config.method](config, x, channels_last)

@@ -1,12 +1,14 @@
 """Whole training steps: egm's jitted update against the same update in PyTorch, in turn.
 
-  python -m benchmarks.torch_updates [--methods triangle,vae,...] [--rounds 3]
+  python -m benchmarks.torch_updates [--methods triangle,vae,...] [--rounds 10]
 
 Per method (its Fashion-MNIST config, and the triangle's CIFAR reference config) one process
-builds egm's update as the trainer jits it (`training.jitted_update`) and the PyTorch update
-of torch_method_steps.py in NCHW and in channels-last memory format, on the same synthetic
-batch, and calls the three in turn `rounds` times; it reports the median seconds per step of
-each and the ratio best PyTorch / egm (>= 1: egm is faster), DESIGN.md §7.
+builds egm's update as the trainer jits it (`training.jitted_update`, on JAX's default
+backend) and the PyTorch update of torch_method_steps.py in NCHW and in channels-last memory
+format on the same synthetic batch (on `torch_device()`: CUDA beside a JAX GPU, else the
+CPU), and calls the three in turn `rounds` times. It reports the median seconds per step of
+each and the ratio best PyTorch / egm (>= 1: egm is faster), DESIGN.md §7: the median of the
+per-round ratios with their quartiles, so that the machine's drift between rounds cancels.
 """
 import argparse
 import json
@@ -17,6 +19,7 @@ import jax
 import numpy as np
 
 from benchmarks import timing, training
+from egm import host_memory
 
 # name: (config file, config overrides as 'key=value' items)
 CASES = {
@@ -52,12 +55,28 @@ def egm_step(config, mesh):
   return step, np.asarray(jax.device_get(batch['x']))
 
 
-def torch_steps(config, x_nhwc) -> dict:
-  """{'torch_nchw': step, 'torch_channels_last': step} on the batch x (B, S, S, C)."""
+def torch_device() -> str:
+  """'cuda' where JAX runs on a GPU and torch sees one, else 'cpu'."""
+  import torch  # pylint: disable=import-outside-toplevel
+  return 'cuda' if jax.default_backend() == 'gpu' and torch.cuda.is_available() else 'cpu'
+
+
+def torch_steps(config, x_nhwc, device: str = 'cpu') -> dict:
+  """{'torch_nchw': step, 'torch_channels_last': step} on the batch x (B, S, S, C), each a
+  blocking call on `device`."""
   import torch  # pylint: disable=import-outside-toplevel
   from benchmarks import torch_method_steps  # pylint: disable=import-outside-toplevel
-  x = torch.from_numpy(np.array(x_nhwc.transpose(0, 3, 1, 2)))
-  return {name: torch_method_steps.make(config, x, channels_last)
+  x = torch.from_numpy(np.array(x_nhwc.transpose(0, 3, 1, 2))).to(device)
+
+  def blocking(step):
+    if device == 'cpu':
+      return step
+    def call():
+      step()
+      torch.cuda.synchronize()
+    return call
+
+  return {name: blocking(torch_method_steps.make(config, x, channels_last))
           for name, channels_last in (('torch_nchw', False), ('torch_channels_last', True))}
 
 
@@ -70,56 +89,63 @@ def _cpu_timed(fn, record: list):
   return timed
 
 
-def measure(case: str, rounds: int, batch_size: int = 0) -> dict:
-  """Median wall and process-CPU s/step of egm and both PyTorch layouts, called in turn;
-  compile and warm-up steps excluded."""
+def measure(case: str, rounds: int, batch_size: int = 0, device: str = 'cpu') -> dict:
+  """Median wall and process-CPU s/step of egm and both PyTorch layouts (on `device`),
+  called in turn, and the per-round ratios faster PyTorch / egm; compile and warm-up steps
+  excluded."""
   config = load(case, batch_size)
   egm, x = egm_step(config, training.trainer.parallel.make_mesh())
-  fns = {'egm': egm, **torch_steps(config, x)}
+  fns = {'egm': egm, **torch_steps(config, x, device)}
   compile_s = timing.seconds(egm)
   for name, fn in fns.items():
     if name != 'egm':
       fn()  # warm-up
   cpu = {name: [] for name in fns}
-  seconds = timing.interleaved({name: _cpu_timed(fn, cpu[name]) for name, fn in fns.items()},
-                               rounds)
+  times = timing.rounds({name: _cpu_timed(fn, cpu[name]) for name, fn in fns.items()}, rounds)
+  seconds = {name: float(np.median(t)) for name, t in times.items()}
   best = min(('torch_nchw', 'torch_channels_last'), key=seconds.get)
+  ratio = timing.paired_ratio(times[best], times['egm'])
   path, arg = CASES[case]
   return {'case': case, 'config': f'{path}:{arg}' if arg else path,
           'batch': config.train.batch_size, 'rounds': rounds, 'egm_compile_s': compile_s,
+          'backend': jax.default_backend(), 'torch_device': device,
+          'host_malloc': host_memory.choice(),
           **{f'{k}_s': v for k, v in seconds.items()}, 'torch_best': best,
           **{f'{k}_cpu_s': float(np.median(v)) for k, v in cpu.items()},
-          'ratio': seconds[best] / seconds['egm'], 'load': os.getloadavg()[0]}
+          'ratio': ratio['median'], 'ratio_q25': ratio['q25'], 'ratio_q75': ratio['q75'],
+          'load': os.getloadavg()[0]}
 
 
-def rows(cases, rounds: int, batch_sizes: dict | None = None) -> list:
+def rows(cases, rounds: int, batch_sizes: dict | None = None, device: str = 'cpu') -> list:
   """Markdown rows of HEADER, one per case."""
   out = []
   for case in cases:
-    r = measure(case, rounds, (batch_sizes or {}).get(case, 0))
+    r = measure(case, rounds, (batch_sizes or {}).get(case, 0), device)
     best_cpu = min(r['torch_nchw_cpu_s'], r['torch_channels_last_cpu_s'])
     out.append([case, r['config'], str(r['batch'])] +
                [f'{r[f"{k}_s"]:.2f} ({r[f"{k}_cpu_s"]:.2f})'
                 for k in ('egm', 'torch_nchw', 'torch_channels_last')] +
                [r['torch_best'].removeprefix('torch_'),
-                f'{r["ratio"]:.2f} ({best_cpu / r["egm_cpu_s"]:.2f})', f'{r["load"]:.1f}'])
+                f'{r["ratio"]:.2f} ({r["ratio_q25"]:.2f}–{r["ratio_q75"]:.2f})',
+                f'{best_cpu / r["egm_cpu_s"]:.2f}', f'{r["load"]:.1f}'])
     print(json.dumps(r), flush=True)
   return out
 
 
 HEADER = ['method', 'config', 'batch', 'egm s/step (CPU s)', 'PyTorch NCHW s/step (CPU s)',
           'PyTorch channels-last s/step (CPU s)', 'faster PyTorch (wall)',
-          'ratio PyTorch/egm wall (CPU)', 'load']
+          'ratio PyTorch/egm, median of rounds (quartiles)', 'ratio of CPU s', 'load']
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--methods', default=','.join(CASES))
-  parser.add_argument('--rounds', type=int, default=3)
+  parser.add_argument('--rounds', type=int, default=10)
   parser.add_argument('--batch', default='', help='case=batch items, e.g. triangle_cifar=50')
   args = parser.parse_args()
+  host_memory.retain_freed_memory()  # before JAX runs anything
   sizes = {k: int(v) for k, v in (item.split('=') for item in args.batch.split(',') if item)}
-  rows(args.methods.split(','), args.rounds, sizes)
+  rows(args.methods.split(','), args.rounds, sizes, torch_device())
 
 
 if __name__ == '__main__':

@@ -12,7 +12,7 @@ import tempfile
 
 from absl import app, flags, logging
 
-from egm import config_checks, distributed
+from egm import config_checks, distributed, host_memory
 from egm.errors import EgmError
 
 REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -164,7 +164,8 @@ def check_run(config, workdir: str) -> None:
 
 def run(main):
   """`app.run(main)` where an EgmError raised by `main` prints its message and exits 2, and a
-  collective that fails because another process died prints that and exits 1 at once."""
+  collective that fails because another process died prints that and exits 1 at once.
+  Host malloc settings (`host_memory`) are applied first, before JAX runs anything."""
   def guarded(argv):
     if not flags.FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)  # library INFO logs (Orbax) drown the progress lines
@@ -177,4 +178,9 @@ def run(main):
       if not distributed.lost_a_process(e):
         raise
       distributed.stop_after_lost_process(e)
+  try:
+    host_memory.retain_freed_memory()
+  except EgmError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
   app.run(guarded, flags_parser=parse_flags)

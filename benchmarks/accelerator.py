@@ -1,0 +1,103 @@
+"""The accelerator tables in one call: each method's update against PyTorch on the same device,
+the Langevin chain against the device's own GEMM rate, and the bfloat16 energy's speed-up.
+
+  python -m benchmarks.accelerator [--out DIR] [--rounds 10] [--methods triangle,vae,...]
+
+JAX runs on its default backend; PyTorch on CUDA beside a JAX GPU (`torch_updates.torch_device`),
+else on the CPU, where the same code runs as a dry run of the tables. The GEMM rate is a
+square float32 (bfloat16 for the bf16 row) `jnp.dot` of `--gemm-size` (default 8192 on a GPU,
+1024 elsewhere). Prints markdown tables and JSON lines as it goes and, with `--out`, writes
+DIR/accelerator.md after every section (a cut-short run keeps its part).
+"""
+import argparse
+import os
+import sys
+
+import jax
+
+from benchmarks import langevin_speed, precision, run, torch_chain, torch_updates
+from egm import host_memory
+
+# name: (accelerator default, CPU default)
+DEFAULTS = {'gemm_size': (8192, 1024), 'chain_batch': (512, 64)}
+
+
+def on_accelerator() -> bool:
+  """Whether JAX's default backend is not the CPU."""
+  return jax.default_backend() != 'cpu'
+
+
+def chain_rows(batch: int, repeats: int, torch_device: str, gemm_size: int) -> list:
+  """The chain's s/step, GFLOP/s and fraction of the GEMM rate, per implementation ('auto' is
+  XLA's convolution on a GPU, oneDNN on a CPU where it is built), beside PyTorch's chain."""
+  r = langevin_speed.measure(batch, repeats, ('auto', 'matmul'), torch_chain.available(),
+                             torch_device, gemm_size)
+  torch_names = [k for k in r if k.startswith('torch')]
+  torch_best = min((r[k]['s_per_step'] for k in torch_names), default=None)
+  rows = []
+  for name in [k for k in r if isinstance(r[k], dict)]:
+    c = r[name]
+    speed = f'{torch_best / c["s_per_step"]:.2f}' if torch_best else ''
+    rows.append([name, f'{c["s_per_step"] * 1e3:.2f} ms/step', f'{c["gflops"]:.0f}',
+                 f'{c["gemm_fraction"]:.2f}', speed])
+  rows.append([f'jnp.dot {gemm_size}^2 float32', '', f'{r["gemm_gflops"]:.0f}', '1.00', ''])
+  return rows
+
+
+def precision_rows(batch: int, repeats: int, gemm_size: int) -> list:
+  """float32 and bfloat16 energy chains: speed, each precision's GEMM rate, the speed-up and
+  the samples' change."""
+  r = precision.measure(batch, repeats, gemm_size=gemm_size)
+  rows = []
+  for dtype in ('float32', 'bfloat16'):
+    d = r[dtype]
+    rows.append([dtype, f'{d["s_per_step"] * 1e3:.2f} ms/step', f'{d["gflops"]:.0f}',
+                 f'{d["gemm_gflops"]:.0f}', f'{d["gemm_fraction"]:.2f}',
+                 f'{r["float32"]["s_per_step"] / d["s_per_step"]:.2f}'])
+  change = r['sample_rms_difference'] / r['sample_rms_moved']
+  rows.append([f'samples after {r["sample_steps"]} steps',
+               f'rms(x_bf16 - x_f32) / rms(x_f32 - x0) = {change:.3g}', '', '', '', ''])
+  return rows
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--methods', default=','.join(torch_updates.CASES))
+  parser.add_argument('--rounds', type=int, default=10, help='alternating calls per update')
+  parser.add_argument('--repeats', type=int, default=10, help='alternating calls per chain')
+  parser.add_argument('--gemm-size', type=int, default=0, help='0: by backend')
+  parser.add_argument('--chain-batch', type=int, default=0, help='0: by backend')
+  parser.add_argument('--out', default='', help='a directory for accelerator.md')
+  args = parser.parse_args(argv)
+  host_memory.retain_freed_memory()  # before JAX runs anything
+  pick = lambda name: getattr(args, name) or DEFAULTS[name][0 if on_accelerator() else 1]
+  gemm_size, batch = pick('gemm_size'), pick('chain_batch')
+  device = torch_updates.torch_device() if torch_chain.available() else 'none'
+  command = ' '.join(['python -m benchmarks.accelerator'] + (argv or sys.argv[1:]))
+  sections = [f'# egm on {jax.devices()[0].device_kind}\n\nMachine: {run.machine()}; '
+              f'PyTorch on {device}.\n\nCommand: `{command}`.\n']
+
+  def emit(title, header, rows):
+    sections.append(f'## {title}\n\n{run.table(header, rows)}\n')
+    print(sections[-1], flush=True)
+    if args.out:
+      os.makedirs(args.out, exist_ok=True)
+      with open(os.path.join(args.out, 'accelerator.md'), 'w') as f:
+        f.write('\n'.join(sections))
+
+  emit(f'Langevin chain: ConvEnergy(width=64), 32x32x3, batch {batch} '
+       f'({langevin_speed.STEPS_PER_CALL} steps per call, {args.repeats} alternating calls)',
+       ['chain', 'time', 'GFLOP/s', 'of GEMM rate', 'speed vs best PyTorch'],
+       chain_rows(batch, args.repeats, device, gemm_size))
+  emit(f'Energy compute precision (batch {batch}, model.energy_dtype; chain states float32)',
+       ['energy dtype', 'chain', 'GFLOP/s', 'GEMM GFLOP/s (same dtype)', 'of GEMM rate',
+        'speed-up vs float32'], precision_rows(batch, args.repeats, gemm_size))
+  if device != 'none':
+    emit(f'Whole training steps: egm vs PyTorch on {device}, same networks and losses '
+         f'(synthetic batches, {args.rounds} alternating calls; benchmarks/torch_updates.py)',
+         torch_updates.HEADER,
+         torch_updates.rows(args.methods.split(','), args.rounds, device=device))
+
+
+if __name__ == '__main__':
+  main()
