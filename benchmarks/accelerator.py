@@ -15,7 +15,7 @@ import sys
 
 import jax
 
-from benchmarks import langevin_speed, precision, run, torch_chain, torch_updates
+from benchmarks import langevin_speed, run, torch_chain, torch_updates
 from egm import host_memory
 
 # name: (accelerator default, CPU default)
@@ -41,22 +41,6 @@ def chain_rows(batch: int, repeats: int, torch_device: str, gemm_size: int) -> l
     rows.append([name, f'{c["s_per_step"] * 1e3:.2f} ms/step', f'{c["gflops"]:.0f}',
                  f'{c["gemm_fraction"]:.2f}', speed])
   rows.append([f'jnp.dot {gemm_size}^2 float32', '', f'{r["gemm_gflops"]:.0f}', '1.00', ''])
-  return rows
-
-
-def precision_rows(batch: int, repeats: int, gemm_size: int) -> list:
-  """float32 and bfloat16 energy chains: speed, each precision's GEMM rate, the speed-up and
-  the samples' change."""
-  r = precision.measure(batch, repeats, gemm_size=gemm_size)
-  rows = []
-  for dtype in ('float32', 'bfloat16'):
-    d = r[dtype]
-    rows.append([dtype, f'{d["s_per_step"] * 1e3:.2f} ms/step', f'{d["gflops"]:.0f}',
-                 f'{d["gemm_gflops"]:.0f}', f'{d["gemm_fraction"]:.2f}',
-                 f'{r["float32"]["s_per_step"] / d["s_per_step"]:.2f}'])
-  change = r['sample_rms_difference'] / r['sample_rms_moved']
-  rows.append([f'samples after {r["sample_steps"]} steps',
-               f'rms(x_bf16 - x_f32) / rms(x_f32 - x0) = {change:.3g}', '', '', '', ''])
   return rows
 
 
@@ -91,7 +75,7 @@ def main(argv=None):
        chain_rows(batch, args.repeats, device, gemm_size))
   emit(f'Energy compute precision (batch {batch}, model.energy_dtype; chain states float32)',
        ['energy dtype', 'chain', 'GFLOP/s', 'GEMM GFLOP/s (same dtype)', 'of GEMM rate',
-        'speed-up vs float32'], precision_rows(batch, args.repeats, gemm_size))
+        'speed-up vs float32'], run.precision_rows(batch, args.repeats, gemm_size))
   if device != 'none':
     emit(f'Whole training steps: egm vs PyTorch on {device}, same networks and losses '
          f'(synthetic batches, {args.rounds} alternating calls; benchmarks/torch_updates.py)',

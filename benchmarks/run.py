@@ -81,13 +81,14 @@ def flag_rows(batch, repeats) -> list:
   return rows
 
 
-def precision_rows(batch, repeats) -> list:
-  """bfloat16 vs float32 energy: speed, fraction of each precision's GEMM rate, sample change."""
-  r = precision.measure(batch, repeats)
+def precision_rows(batch, repeats, gemm_size: int = 1024) -> list:
+  """bfloat16 vs float32 energy: speed, fraction of each precision's GEMM rate (a `gemm_size`
+  square `jnp.dot`), sample change."""
+  r = precision.measure(batch, repeats, gemm_size=gemm_size)
   rows = []
   for dtype in ('float32', 'bfloat16'):
     d = r[dtype]
-    rows.append([dtype, f'{d["s_per_step"]:.3f} s/step', f'{d["gflops"]:.1f}',
+    rows.append([dtype, f'{d["s_per_step"] * 1e3:.2f} ms/step', f'{d["gflops"]:.1f}',
                  f'{d["gemm_gflops"]:.1f}', f'{d["gemm_fraction"]:.2f}',
                  f'{r["float32"]["s_per_step"] / d["s_per_step"]:.2f}'])
   change = r['sample_rms_difference'] / r['sample_rms_moved']
