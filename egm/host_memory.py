@@ -1,4 +1,4 @@
-"""Host memory reuse on CPU runs: glibc malloc settings under which freed blocks are kept.
+"""Host memory reuse: glibc malloc settings under which freed blocks are kept for the next step.
 
 XLA:CPU allocates the buffers of each execution (an update's intermediates: tens to hundreds
 of MB) anew and frees them when it ends. Under glibc's defaults the large blocks are mmapped
@@ -6,7 +6,8 @@ and unmapped on every call, so each of their pages faults on first touch, every 
 kernel zeroes it: system time that the update pays on top of its arithmetic
 (benchmarks/OPTIONS.md, round six). With mmap off (`M_MMAP_MAX` 0), no trimming
 (`M_TRIM_THRESHOLD` at its maximum) and one arena (`M_ARENA_MAX` 1), freed blocks stay in the
-heap and the next step reuses them. The cost: the process keeps its peak heap.
+heap and the next step reuses them. The cost: the process keeps its peak heap. On a GPU or
+TPU run only the host's own allocations are concerned.
 
 A thread joins the one arena only if it has not allocated yet, so the settings must come
 before JAX runs anything: `egm.cli.run` (train.py, eval.py) applies them first; a script of
