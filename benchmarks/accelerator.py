@@ -54,7 +54,7 @@ def main(argv=None):
   parser.add_argument('--chain-batch', type=int, default=0, help='0: by backend')
   parser.add_argument('--out', default='', help='a directory for accelerator.md')
   args = parser.parse_args(argv)
-  host_memory.retain_freed_memory()  # before JAX runs anything
+  host_memory.apply_choice()  # EGM_HOST_MALLOC, before JAX runs anything
   # JAX takes 75% of a GPU's memory on first use by default: leave half to PyTorch.
   os.environ.setdefault('XLA_PYTHON_CLIENT_MEM_FRACTION', '0.45')
   pick = lambda name: getattr(args, name) or DEFAULTS[name][0 if on_accelerator() else 1]

@@ -166,7 +166,7 @@ def main():
                       help=f'comma-separated sections to run, from {",".join(SECTIONS)}')
   parser.add_argument('--out', default=os.path.join(HERE, 'RESULTS.md'))
   args = parser.parse_args()
-  host_memory.retain_freed_memory()  # before JAX runs anything
+  host_memory.apply_choice()  # EGM_HOST_MALLOC, before JAX runs anything
   only = args.only.split(',')
   repeats = args.repeats or 3
   command = ' '.join(['python -m benchmarks.run'] + sys.argv[1:])

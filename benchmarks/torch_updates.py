@@ -143,7 +143,7 @@ def main():
   parser.add_argument('--rounds', type=int, default=10)
   parser.add_argument('--batch', default='', help='case=batch items, e.g. triangle_cifar=50')
   args = parser.parse_args()
-  host_memory.retain_freed_memory()  # before JAX runs anything
+  host_memory.apply_choice()  # EGM_HOST_MALLOC, before JAX runs anything
   sizes = {k: int(v) for k, v in (item.split('=') for item in args.batch.split(',') if item)}
   rows(args.methods.split(','), args.rounds, sizes, torch_device())
 

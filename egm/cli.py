@@ -165,7 +165,7 @@ def check_run(config, workdir: str) -> None:
 def run(main):
   """`app.run(main)` where an EgmError raised by `main` prints its message and exits 2, and a
   collective that fails because another process died prints that and exits 1 at once.
-  Host malloc settings (`host_memory`) are applied first, before JAX runs anything."""
+  `EGM_HOST_MALLOC` (`host_memory`) is applied first, before JAX runs anything."""
   def guarded(argv):
     if not flags.FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)  # library INFO logs (Orbax) drown the progress lines
@@ -179,7 +179,7 @@ def run(main):
         raise
       distributed.stop_after_lost_process(e)
   try:
-    host_memory.retain_freed_memory()
+    host_memory.apply_choice()
   except EgmError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

@@ -54,10 +54,6 @@ DEVICES = os.environ.get('EGM_TEST_DEVICES', '8')
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            f' --xla_force_host_platform_device_count={DEVICES}').strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
-# As egm's entry points do, before JAX runs anything: freed host memory is kept for reuse.
-from egm import host_memory  # pylint: disable=wrong-import-position
-
-host_memory.retain_freed_memory()
 # A cache of decoded data sets for this session only (processes the tests start inherit it),
 # so the tests neither read nor grow the user's ~/.cache/egm.
 _CACHE = tempfile.mkdtemp(prefix='egm-test-cache-')

@@ -1,6 +1,6 @@
 """egm.host_memory: the setting is read and checked, `cli.run` applies it before its main, and
-in a fresh process it removes the page faults that each call of a compiled Langevin chain
-takes under glibc's defaults."""
+in a fresh process 'retain' removes the page faults that each call of a compiled Langevin
+chain takes under glibc's defaults."""
 import json
 import os
 import platform
@@ -20,7 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHAIN_FAULTS = """
 import json, resource
 from egm import host_memory
-applied = host_memory.retain_freed_memory()
+applied = host_memory.apply_choice()
 from benchmarks import chain
 call = chain.blocking_call(64, 5)[0]
 faults = []
@@ -32,38 +32,49 @@ print(json.dumps({'applied': applied, 'faults': faults}))
 """
 
 
-def test_choice_reads_the_variable_and_names_the_choices_on_a_bad_value(monkeypatch):
-  monkeypatch.delenv(host_memory.VARIABLE, raising=False)
-  assert host_memory.choice() == 'retain'
-  monkeypatch.setenv(host_memory.VARIABLE, 'default')
-  assert host_memory.choice() == 'default'
-  assert host_memory.retain_freed_memory() is False
-  monkeypatch.setenv(host_memory.VARIABLE, 'jemalloc')
-  with pytest.raises(EgmError, match=r"EGM_HOST_MALLOC='jemalloc'.*'retain', 'default'"):
-    host_memory.retain_freed_memory()
+class FakeLibc:
+  """Records mallopt calls; each succeeds."""
+
+  def __init__(self):
+    self.calls = []
+
+  def mallopt(self, parameter, value):
+    self.calls.append((parameter, value))
+    return 1
 
 
-def test_retain_sets_each_mallopt_parameter_once(monkeypatch):
-  calls = []
-
-  class FakeLibc:
-    def mallopt(self, parameter, value):
-      calls.append((parameter, value))
-      return 1
-
-  monkeypatch.delenv(host_memory.VARIABLE, raising=False)
+@pytest.fixture(name='libc')
+def fake_glibc(monkeypatch):
+  libc = FakeLibc()
   monkeypatch.setattr(host_memory.platform, 'libc_ver', lambda: ('glibc', '2.36'))
-  monkeypatch.setattr(host_memory.ctypes, 'CDLL', lambda name: FakeLibc())
+  monkeypatch.setattr(host_memory.ctypes, 'CDLL', lambda name: libc)
+  return libc
+
+
+def test_choice_is_default_unless_asked_and_names_the_choices_on_a_bad_value(monkeypatch, libc):
+  monkeypatch.delenv(host_memory.VARIABLE, raising=False)
+  assert host_memory.choice() == 'default'
+  assert host_memory.apply_choice() is False and libc.calls == []
+  monkeypatch.setenv(host_memory.VARIABLE, 'retain')
+  assert host_memory.choice() == 'retain'
+  assert host_memory.apply_choice() is True and len(libc.calls) == 3
+  monkeypatch.setenv(host_memory.VARIABLE, 'jemalloc')
+  with pytest.raises(EgmError, match=r"EGM_HOST_MALLOC='jemalloc'.*'default', 'retain'"):
+    host_memory.apply_choice()
+
+
+def test_retain_sets_each_mallopt_parameter_once(monkeypatch, libc):
   assert host_memory.retain_freed_memory() is True
-  assert calls == [(-4, 0), (-1, 2 ** 31 - 1), (-8, 1)]  # M_MMAP_MAX, M_TRIM_THRESHOLD, M_ARENA_MAX
+  # M_MMAP_MAX 0, M_TRIM_THRESHOLD -1 (SIZE_MAX: never trim), M_ARENA_MAX 1.
+  assert libc.calls == [(-4, 0), (-1, -1), (-8, 1)]
   monkeypatch.setattr(host_memory.platform, 'libc_ver', lambda: ('', ''))
   assert host_memory.retain_freed_memory() is False  # not glibc: nothing is set
-  assert len(calls) == 3
+  assert len(libc.calls) == 3
 
 
-def test_cli_run_applies_the_setting_before_main_and_reports_a_bad_value(monkeypatch, capsys):
+def test_cli_run_applies_the_choice_before_main_and_reports_a_bad_value(monkeypatch, capsys):
   order = []
-  monkeypatch.setattr(host_memory, 'retain_freed_memory', lambda: order.append('malloc'))
+  monkeypatch.setattr(host_memory, 'apply_choice', lambda: order.append('malloc'))
   monkeypatch.setattr(cli.app, 'run', lambda main, flags_parser: main(['prog']))
   cli.run(lambda argv: order.append('main'))
   assert order == ['malloc', 'main']
@@ -71,7 +82,7 @@ def test_cli_run_applies_the_setting_before_main_and_reports_a_bad_value(monkeyp
   def bad():
     raise EgmError('EGM_HOST_MALLOC=x is not one of ...')
 
-  monkeypatch.setattr(host_memory, 'retain_freed_memory', bad)
+  monkeypatch.setattr(host_memory, 'apply_choice', bad)
   with pytest.raises(SystemExit) as exit_info:
     cli.run(lambda argv: order.append('main'))
   assert exit_info.value.code == 2 and 'EGM_HOST_MALLOC=x' in capsys.readouterr().err
