@@ -165,11 +165,13 @@ def check_run(config, workdir: str) -> None:
 def run(main):
   """`app.run(main)` where an EgmError raised by `main` prints its message and exits 2, and a
   collective that fails because another process died prints that and exits 1 at once.
-  `EGM_HOST_MALLOC` (`host_memory`) is applied first, before JAX runs anything."""
+  `EGM_HOST_MALLOC` (`host_memory`) is applied before `main`, i.e. before JAX runs anything
+  (under the default the process may restart itself once, with glibc's huge-page tunable)."""
   def guarded(argv):
     if not flags.FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)  # library INFO logs (Orbax) drown the progress lines
     try:
+      host_memory.apply_choice()
       return main(argv)
     except EgmError as e:
       print(f'error: {e}', file=sys.stderr)
@@ -178,9 +180,4 @@ def run(main):
       if not distributed.lost_a_process(e):
         raise
       distributed.stop_after_lost_process(e)
-  try:
-    host_memory.apply_choice()
-  except EgmError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
   app.run(guarded, flags_parser=parse_flags)
