@@ -28,23 +28,6 @@ def on_accelerator() -> bool:
   return jax.default_backend() != 'cpu'
 
 
-def chain_rows(batch: int, repeats: int, torch_device: str, gemm_size: int) -> list:
-  """The chain's s/step, GFLOP/s and fraction of the GEMM rate, per implementation ('auto' is
-  XLA's convolution on a GPU, oneDNN on a CPU where it is built), beside PyTorch's chain."""
-  r = langevin_speed.measure(batch, repeats, ('auto', 'matmul'), torch_chain.available(),
-                             torch_device, gemm_size)
-  torch_names = [k for k in r if k.startswith('torch')]
-  torch_best = min((r[k]['s_per_step'] for k in torch_names), default=None)
-  rows = []
-  for name in [k for k in r if isinstance(r[k], dict)]:
-    c = r[name]
-    speed = f'{torch_best / c["s_per_step"]:.2f}' if torch_best else ''
-    rows.append([name, f'{c["s_per_step"] * 1e3:.2f} ms/step', f'{c["gflops"]:.0f}',
-                 f'{c["gemm_fraction"]:.2f}', speed])
-  rows.append([f'jnp.dot {gemm_size}^2 float32', '', f'{r["gemm_gflops"]:.0f}', '1.00', ''])
-  return rows
-
-
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--methods', default=','.join(torch_updates.CASES))
@@ -75,7 +58,8 @@ def main(argv=None):
   emit(f'Langevin chain: ConvEnergy(width=64), 32x32x3, batch {batch} '
        f'({langevin_speed.STEPS_PER_CALL} steps per call, {args.repeats} alternating calls)',
        ['chain', 'time', 'GFLOP/s', 'of GEMM rate', 'speed vs best PyTorch'],
-       chain_rows(batch, args.repeats, device, gemm_size))
+       langevin_speed.rows(langevin_speed.measure(
+           batch, args.repeats, ('auto', 'matmul'), device != 'none', device, gemm_size)))
   emit(f'Energy compute precision (batch {batch}, model.energy_dtype; chain states float32)',
        ['energy dtype', 'chain', 'GFLOP/s', 'GEMM GFLOP/s (same dtype)', 'of GEMM rate',
         'speed-up vs float32'], run.precision_rows(batch, args.repeats, gemm_size))

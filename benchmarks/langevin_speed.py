@@ -29,10 +29,28 @@ def measure(batch: int, repeats: int, impls=('matmul', 'lax'), with_torch=True,
   calls['gemm'] = gemm
   seconds = timing.interleaved(calls, repeats)
   gemm_rate = gemm_flops / seconds.pop('gemm') / 1e9
-  result = {'batch': batch, 'gemm_gflops': gemm_rate, 'xla_flags': os.environ.get('XLA_FLAGS', '')}
+  result = {'batch': batch, 'gemm_size': gemm_size, 'gemm_gflops': gemm_rate,
+            'xla_flags': os.environ.get('XLA_FLAGS', '')}
   for name, s in seconds.items():
     result[name] = chain.throughput(s, STEPS_PER_CALL, batch, gemm_rate)
   return result
+
+
+def rows(result: dict, label: str = '') -> list:
+  """Table rows of a `measure` result, each name prefixed with `label`: chain, ms/step, GFLOP/s,
+  fraction of the GEMM rate, speed against the faster PyTorch chain (blank without one); then
+  the GEMM's own row."""
+  torch_best = min((result[k]['s_per_step'] for k in result if k.startswith('torch')),
+                   default=None)
+  out = []
+  for name in [k for k in result if isinstance(result[k], dict)]:
+    chain_result = result[name]
+    speed = f'{torch_best / chain_result["s_per_step"]:.2f}' if torch_best else ''
+    out.append([label + name, f'{chain_result["s_per_step"] * 1e3:.2f} ms/step',
+                f'{chain_result["gflops"]:.1f}', f'{chain_result["gemm_fraction"]:.2f}', speed])
+  out.append([f'{label}jnp.dot {result["gemm_size"]}^2 float32', '',
+              f'{result["gemm_gflops"]:.1f}', '1.00', ''])
+  return out
 
 
 if __name__ == '__main__':

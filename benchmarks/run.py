@@ -52,13 +52,7 @@ def langevin_rows(batches, repeats) -> list:
   for batch in batches:
     impls = (('onednn',) if onednn_build.available() else ()) + (
         ('matmul', 'lax') if batch == batches[0] else ('matmul',))
-    result = langevin_speed.measure(batch, repeats, impls)
-    torch_best = min(result[k]['s_per_step'] for k in result if k.startswith('torch'))
-    for name in [k for k in result if isinstance(result[k], dict)]:
-      r = result[name]
-      rows.append([f'B={batch} {name}', f'{r["s_per_step"]:.3f} s/step', f'{r["gflops"]:.1f}',
-                   f'{r["gemm_fraction"]:.2f}', f'{torch_best / r["s_per_step"]:.2f}'])
-    rows.append([f'B={batch} jnp.dot GEMM', '', f'{result["gemm_gflops"]:.1f}', '1.00', ''])
+    rows += langevin_speed.rows(langevin_speed.measure(batch, repeats, impls), f'B={batch} ')
   return rows
 
 
