@@ -14,9 +14,10 @@ rounds six and seven). `EGM_HOST_MALLOC` chooses:
   'madvise'); where THP is 'always' or 'never', or the C library is not glibc, it does nothing.
 - 'retain': `mallopt` with mmap off (`M_MMAP_MAX` 0), no trimming (`M_TRIM_THRESHOLD` at its
   maximum) and one arena (`M_ARENA_MAX` 1): freed blocks stay in the heap and the next step
-  reuses them (no faults at all). The process keeps its peak heap, and where programs of very
+  reuses them (no faults at all). The process keeps its peak heap, and where calls of very
   different sizes alternate, live buffers split the freed large block and the heap grows by
-  another one (srinf on Fashion-MNIST: 16.8 GB resident against 8.9 GB).
+  another one (srinf on Fashion-MNIST, whose every fifth update also learns the step size:
+  16.8 GB resident against 8.9 GB).
 - 'glibc': glibc's settings, untouched.
 
 `egm.cli.run` (train.py, eval.py) and the benchmarks' mains call `apply_choice()` before JAX runs
