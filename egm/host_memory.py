@@ -79,24 +79,31 @@ def _restartable() -> bool:
               or getattr(sys, 'frozen', False))
 
 
+def _tunables() -> list:
+  """The settings in `GLIBC_TUNABLES` ('name=value' items)."""
+  return [t for t in os.environ.get('GLIBC_TUNABLES', '').split(':') if t]
+
+
 def hugepages_need_restart() -> bool:
   """Whether this process would get huge pages from glibc's tunable but was started without
-  it: glibc >= 2.35, THP mode 'madvise', `HUGEPAGE_TUNABLE` not in `GLIBC_TUNABLES`, and a
-  program that can be started again (`_restartable()`)."""
+  it: glibc >= 2.35, THP mode 'madvise', no `glibc.malloc.hugetlb` in `GLIBC_TUNABLES` (one
+  the user set is kept, whatever its value), and a program that can be started again
+  (`_restartable()`)."""
   libc, version = platform.libc_ver()
-  if libc != 'glibc' or tuple(int(v) for v in version.split('.')[:2]) < (2, 35):
+  try:
+    recent = tuple(int(v) for v in version.split('.')[:2]) >= (2, 35)
+  except ValueError:
+    recent = False
+  if libc != 'glibc' or not recent or not _restartable():
     return False
-  if not _restartable():
-    return False
-  return thp_mode() == 'madvise' and HUGEPAGE_TUNABLE not in os.environ.get(
-      'GLIBC_TUNABLES', '').split(':')
+  name = HUGEPAGE_TUNABLE.split('=', maxsplit=1)[0] + '='
+  return thp_mode() == 'madvise' and not any(t.startswith(name) for t in _tunables())
 
 
 def restart_with_hugepages():
   """Re-executes this process (`sys.orig_argv`) with `HUGEPAGE_TUNABLE` added to
   `GLIBC_TUNABLES`; does not return."""
-  tunables = [t for t in os.environ.get('GLIBC_TUNABLES', '').split(':') if t]
-  env = dict(os.environ, GLIBC_TUNABLES=':'.join(tunables + [HUGEPAGE_TUNABLE]))
+  env = dict(os.environ, GLIBC_TUNABLES=':'.join(_tunables() + [HUGEPAGE_TUNABLE]))
   sys.stdout.flush()
   sys.stderr.flush()
   os.execve(sys.executable, sys.orig_argv, env)
@@ -112,5 +119,5 @@ def apply_choice() -> bool:
   if selected == 'hugepages':
     if hugepages_need_restart():
       restart_with_hugepages()
-    return HUGEPAGE_TUNABLE in os.environ.get('GLIBC_TUNABLES', '').split(':')
+    return HUGEPAGE_TUNABLE in _tunables()
   return False

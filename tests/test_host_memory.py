@@ -100,6 +100,8 @@ def test_a_restart_is_needed_only_where_the_tunable_would_give_huge_pages(monkey
   assert host_memory.hugepages_need_restart()
   monkeypatch.setenv('GLIBC_TUNABLES', 'glibc.malloc.arena_max=4:glibc.malloc.hugetlb=1')
   assert not host_memory.hugepages_need_restart()  # started with it
+  monkeypatch.setenv('GLIBC_TUNABLES', 'glibc.malloc.hugetlb=0')
+  assert not host_memory.hugepages_need_restart()  # the user's own choice
   monkeypatch.delenv('GLIBC_TUNABLES')
   for mode in ('always', 'never', ''):  # huge pages already everywhere, or never
     monkeypatch.setattr(host_memory, 'thp_mode', lambda mode=mode: mode)
@@ -107,9 +109,11 @@ def test_a_restart_is_needed_only_where_the_tunable_would_give_huge_pages(monkey
   monkeypatch.setattr(host_memory, 'thp_mode', lambda: 'madvise')
   monkeypatch.setattr(host_memory.platform, 'libc_ver', lambda: ('glibc', '2.34'))
   assert not host_memory.hugepages_need_restart()  # the tunable came with 2.35
-  monkeypatch.setattr(host_memory.platform, 'libc_ver', lambda: ('', ''))
-  assert not host_memory.hugepages_need_restart()
+  for libc in (('', ''), ('glibc', '')):  # another C library; a version not found
+    monkeypatch.setattr(host_memory.platform, 'libc_ver', lambda libc=libc: libc)
+    assert not host_memory.hugepages_need_restart()
   monkeypatch.setattr(host_memory.platform, 'libc_ver', lambda: ('glibc', '2.36'))
+  assert host_memory.hugepages_need_restart()
   monkeypatch.setattr(host_memory.sys, 'argv', [''])  # an interactive interpreter
   assert not host_memory.hugepages_need_restart()
 
