@@ -17,7 +17,8 @@ file needs no marker (`pytest_collection_modifyitems` below):
 
 1. every test of a module in `INTEGRATION_MODULES` (the config smoke runs, the two-process
    run);
-2. every test named in `INTEGRATION_TESTS` (measured long, without a rule-3 match);
+2. every test named in `INTEGRATION_TESTS` (measured long, without a rule-3 match), by its
+   function ('module::function') or one of its parameters ('module::function[id]');
 3. every test whose source -- the test function, the functions of its own module that it
    calls (followed transitively), and the fixtures of its own module that it uses -- matches
    `_INTEGRATION_SOURCE`: it starts a subprocess (`subprocess`, `Popen`, `multiprocessing`,
@@ -77,6 +78,17 @@ INTEGRATION_TESTS = {
     # SIGKILLs train.py subprocesses through benchmarks.kill.campaign (outside its module, so
     # rule 3 does not see it), ~50 s.
     'test_preemption::test_sigkill_at_random_moments_resumes_from_the_newest_intact_checkpoint',
+    # Real updates of four configs for 30-80 steps (the `healthy` fixture, ~28 s) and the
+    # tests that read them (the detectors fired by failures injected into those streams); the
+    # rest of the guard stays fast (the collapse rule, spread ratio, rollback, settings).
+    'test_guard::test_detectors_are_silent_on_healthy_runs',
+    'test_guard::test_each_detector_fires_where_its_failure_starts',
+    'test_guard::test_watched_metrics_are_ones_the_updates_return',
+    # The evaluation's short and long-run chains with their figures, ~13 s.
+    'test_ebm::test_long_run_diagnostics_are_reported',
+    # One parameter of three (~27 s): the ebm and abp configs keep the property fast.
+    'test_performance::test_update_traces_once_and_makes_no_implicit_transfers'
+    '[configs.triangle_digits-shape1]',
 }
 # Exceptions to rule 3, 'module::function': each the only test of a unit-level property,
 # seconds long, that goes through the training loop (of a toy method or for two steps).
@@ -139,8 +151,9 @@ def integration_reason(item):
   name = f'{module}::{getattr(item, "originalname", item.name)}'
   if module in INTEGRATION_MODULES:
     return f'module {module} is in INTEGRATION_MODULES'
-  if name in INTEGRATION_TESTS:
-    return f'{name} is in INTEGRATION_TESTS'
+  for listed in (name, f'{module}::{item.name}'):
+    if listed in INTEGRATION_TESTS:
+      return f'{listed} is in INTEGRATION_TESTS'
   if name not in KEEP_FAST and _source_rule(item):
     return 'starts a subprocess or runs the training loop'
   return None
