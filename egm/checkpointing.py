@@ -4,6 +4,7 @@ import contextlib
 import gc
 import logging
 import os
+import shutil
 import sys
 
 import jax
@@ -13,6 +14,7 @@ from egm import write_errors
 from egm.errors import EgmError, first_few
 
 CORRUPT_DIR = 'corrupt_checkpoints'  # under the workdir: checkpoints that did not read back
+DELETED_DIR = '.deleted'  # under the checkpoint directory: old checkpoints being removed
 
 
 class CorruptCheckpointError(EgmError):
@@ -25,7 +27,10 @@ class Checkpointer:
 
   Orbax writes each checkpoint to `<step>.orbax-checkpoint-tmp` and renames it when complete,
   so a save killed at any moment leaves the earlier checkpoints as they were; the partial
-  directory is removed when the next Checkpointer opens the workdir. Saves are synchronous:
+  directory is removed when the next Checkpointer opens the workdir. Checkpoints beyond the
+  newest `keep` are first renamed into `checkpoints/.deleted/` and only then removed, so a
+  kill during the removal never leaves a half-deleted step directory among the checkpoints;
+  what a kill leaves in `.deleted` is removed on the next save or open. Saves are synchronous:
   the loop waits for each one anyway, and orbax's asynchronous path leaves its threads
   waiting minutes at exit after a failed write.
   """
@@ -35,6 +40,7 @@ class Checkpointer:
     self.directory = os.path.join(self.workdir, 'checkpoints')
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            cleanup_tmp_directories=True,
+                                           todelete_subdir=DELETED_DIR,
                                            enable_async_checkpointing=False)
     try:
       self.manager = ocp.CheckpointManager(self.directory, options=options,
@@ -43,6 +49,7 @@ class Checkpointer:
       cause, fix = write_errors.cause_and_fix(e)
       raise EgmError(f'Cannot create the checkpoint directory {self.directory}: {cause} '
                      f'({e}). Fix: {fix}.') from e
+    self._empty_deleted()
 
   def latest_step(self):
     """The newest complete checkpoint's step, or None."""
@@ -59,6 +66,7 @@ class Checkpointer:
       with _orbax_errors_held():
         self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
         self.manager.wait_until_finished()
+      self._empty_deleted()
     except (EgmError, MemoryError):
       raise
     except Exception as e:  # orbax and TensorStore raise ValueError, OSError or Exception
@@ -169,7 +177,13 @@ class Checkpointer:
     newer = [s for s in self.all_steps() if s > step]
     for s in newer:
       self.manager.delete(s)
+    self._empty_deleted()
     return newer
+
+  def _empty_deleted(self) -> None:
+    """Removes the checkpoints renamed into `.deleted` (process 0; others have nothing to do)."""
+    if jax.process_index() == 0:
+      shutil.rmtree(os.path.join(self.directory, DELETED_DIR), ignore_errors=True)
 
   def close(self) -> None:
     self.manager.close()

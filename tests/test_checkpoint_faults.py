@@ -1,7 +1,8 @@
 """Damaged checkpoints, failed checkpoint writes and workdirs of another run (egm/checkpointing.py,
-egm/experiment.py): a corrupt newest checkpoint falls back to the previous one, a full or
-read-only disk is one clear error with the previous checkpoint intact, and a workdir written by
-another config is refused naming the keys."""
+egm/experiment.py): a corrupt newest checkpoint falls back to the previous one, a kill while
+old checkpoints are removed leaves no partial one, a full or read-only disk is one clear error
+with the previous checkpoint intact, and a workdir written by another config is refused naming
+the keys."""
 import contextlib
 import errno
 import json
@@ -123,6 +124,36 @@ def test_restoring_a_corrupt_step_directly_names_it(tmp_path):
   _garble_data(os.path.join(checkpoints.directory, '1'))
   with pytest.raises(CorruptCheckpointError, match=r'checkpoint of step 1 .* is corrupt'):
     checkpoints.restore(STATE, 1)
+
+
+class _Killed(BaseException):
+  """Stands for a SIGKILL: nothing after it runs in the process."""
+
+
+def test_a_kill_while_old_checkpoints_are_removed_leaves_only_whole_checkpoints(tmp_path,
+                                                                               monkeypatch):
+  """The process dies after the first file of an old checkpoint is removed (the save of step 4
+  drops step 1, keep=3); the rerun lists the newest three checkpoints, each reads back, and
+  nothing of step 1 is left."""
+  checkpoints = _saved(tmp_path)
+  real_unlink, removed = os.unlink, []
+
+  def unlink_then_die(path, *args, **kwargs):
+    if removed:
+      raise _Killed
+    real_unlink(path, *args, **kwargs)
+    removed.append(path)
+
+  monkeypatch.setattr(os, 'unlink', unlink_then_die)
+  with pytest.raises(_Killed):
+    checkpoints.save(4, _at(4))
+  monkeypatch.setattr(os, 'unlink', real_unlink)
+  assert removed  # the kill came in the middle of a removal
+  rerun = Checkpointer(str(tmp_path))
+  assert rerun.all_steps() == [2, 3, 4]
+  for step in (2, 3, 4):
+    _assert_state(rerun.restore(STATE, step), step)
+  assert sorted(os.listdir(rerun.directory)) == ['2', '3', '4']
 
 
 @contextlib.contextmanager
