@@ -43,7 +43,7 @@ def machine() -> str:
   return (f'{model}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; '
           f'{platform.platform()}; Python {platform.python_version()}; jax {jax.__version__} '
           f'({jax.default_backend()}, {jax.device_count()} device(s)); torch {torch_version}; '
-          f'host malloc {host_memory.choice()} (egm/host_memory.py)')
+          f'host malloc {host_memory.choice()}: {host_memory.in_effect()} (egm/host_memory.py)')
 
 
 def langevin_rows(batches, repeats) -> list:

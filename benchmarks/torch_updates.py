@@ -109,7 +109,7 @@ def measure(case: str, rounds: int, batch_size: int = 0, device: str = 'cpu') ->
   return {'case': case, 'config': f'{path}:{arg}' if arg else path,
           'batch': config.train.batch_size, 'rounds': rounds, 'egm_compile_s': compile_s,
           'backend': jax.default_backend(), 'torch_device': device,
-          'host_malloc': host_memory.choice(),
+          'host_malloc': host_memory.choice(), 'allocator': host_memory.in_effect(),
           **{f'{k}_s': v for k, v in seconds.items()}, 'torch_best': best,
           **{f'{k}_cpu_s': float(np.median(v)) for k, v in cpu.items()},
           'ratio': ratio['median'], 'ratio_q25': ratio['q25'], 'ratio_q75': ratio['q75'],

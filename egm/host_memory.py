@@ -1,17 +1,25 @@
-"""Host memory for XLA:CPU's per-execution buffers: huge pages (the default), retained, or glibc's.
+"""Host memory for XLA:CPU's per-execution buffers: jemalloc, huge pages, retained, or glibc's.
 
 XLA:CPU allocates the buffers of each execution (an update's intermediates: tens of MB to GB)
 anew and frees them when it ends. Under glibc's settings the large blocks are mmapped and
 unmapped on every call, so each 4 KiB page faults on first touch, every step, and the kernel
 zeroes it: system time that the update pays on top of its arithmetic (benchmarks/OPTIONS.md,
-rounds six and seven). `EGM_HOST_MALLOC` chooses:
+rounds six to eight). `EGM_HOST_MALLOC` chooses:
 
-- 'hugepages' (the default, also when unset): glibc's tunable `glibc.malloc.hugetlb=1` (glibc
-  >= 2.35) asks for transparent huge pages on malloc's mappings, 2 MiB per fault. Memory is
-  returned on free as before. Tunables are read when a process starts, so `apply_choice()`
-  re-executes the process (same pid, arguments and streams) with the tunable added to
-  `GLIBC_TUNABLES`, where the kernel gives huge pages on request only (its THP mode is
-  'madvise'); where THP is 'always' or 'never', or the C library is not glibc, it does nothing.
+- 'auto' (the default, also when unset): 'jemalloc' where its library is installed
+  (`libjemalloc.so.2`: Debian/Ubuntu `apt install libjemalloc2`, conda `jemalloc`), else
+  'hugepages'.
+- 'jemalloc': the process is re-executed once (same pid, arguments and streams) with jemalloc
+  in `LD_PRELOAD` and `JEMALLOC_CONF` ahead of the user's own `MALLOC_CONF`: large blocks in
+  the ordinary arenas (`oversize_threshold:0`), whose freed pages are reused by the next step
+  and returned to the system after jemalloc's decay time, on transparent huge pages. Where the
+  library is not found it is an error naming the package.
+- 'hugepages': glibc's tunable `glibc.malloc.hugetlb=1` (glibc >= 2.35) asks for transparent
+  huge pages on malloc's mappings, 2 MiB per fault. Memory is returned on free as before.
+  Tunables are read when a process starts, so the process is re-executed with the tunable
+  added to `GLIBC_TUNABLES`, where the kernel gives huge pages on request only (its THP mode
+  is 'madvise'); where THP is 'always' or 'never', or the C library is not glibc, nothing
+  changes.
 - 'retain': `mallopt` with mmap off (`M_MMAP_MAX` 0), no trimming (`M_TRIM_THRESHOLD` at its
   maximum) and one arena (`M_ARENA_MAX` 1): freed blocks stay in the heap and the next step
   reuses them (no faults at all). The process keeps its peak heap, and where calls of very
@@ -20,11 +28,15 @@ rounds six and seven). `EGM_HOST_MALLOC` chooses:
   16.8 GB resident against 8.9 GB).
 - 'glibc': glibc's settings, untouched.
 
+A process that cannot be started again from its arguments (an interactive interpreter, a
+notebook kernel, a program read from stdin, a frozen executable) is never re-executed.
 `egm.cli.run` (train.py, eval.py) and the benchmarks' mains call `apply_choice()` before JAX runs
 anything; a script of its own calls it at its top. On a GPU or TPU run only the host's own
 allocations are concerned.
 """
 import ctypes
+import ctypes.util
+import glob
 import os
 import platform
 import sys
@@ -39,18 +51,67 @@ M_ARENA_MAX = -8
 SETTINGS = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, -1), (M_ARENA_MAX, 1))
 HUGEPAGE_TUNABLE = 'glibc.malloc.hugetlb=1'
 THP_MODE_FILE = '/sys/kernel/mm/transparent_hugepage/enabled'
+JEMALLOC_CONF = 'oversize_threshold:0,thp:always,metadata_thp:auto'
+JEMALLOC_PACKAGES = ('Debian/Ubuntu: apt install libjemalloc2; Fedora: dnf install jemalloc; '
+                     'conda: conda install -c conda-forge jemalloc')
 VARIABLE = 'EGM_HOST_MALLOC'
-CHOICES = ('hugepages', 'retain', 'glibc')
+CHOICES = ('auto', 'jemalloc', 'hugepages', 'retain', 'glibc')
 
 
 def choice() -> str:
-  """`EGM_HOST_MALLOC`, checked: one of CHOICES; 'hugepages' when unset."""
+  """`EGM_HOST_MALLOC`, checked: one of CHOICES; 'auto' when unset."""
   value = os.environ.get(VARIABLE) or CHOICES[0]
   if value not in CHOICES:
-    raise EgmError(f'{VARIABLE}={value!r} is not one of {CHOICES}: unset it (huge pages), '
-                   f'or set {VARIABLE}=retain (freed host memory kept for reuse) or '
-                   f'{VARIABLE}=glibc (glibc\'s malloc settings).')
+    raise EgmError(f'{VARIABLE}={value!r} is not one of {CHOICES}: unset it (jemalloc where '
+                   'installed, else huge pages), or set it to jemalloc, hugepages, retain '
+                   '(freed host memory kept for reuse) or glibc (glibc\'s malloc settings).')
   return value
+
+
+def jemalloc_library() -> str:
+  """The jemalloc shared library to preload: the linker's (`ldconfig`) or the Python
+  environment's own (a conda prefix); '' where neither has it."""
+  found = ctypes.util.find_library('jemalloc')
+  if found:
+    return found
+  local = sorted(glob.glob(os.path.join(sys.prefix, 'lib', 'libjemalloc.so*')))
+  return local[0] if local else ''
+
+
+def jemalloc_loaded() -> bool:
+  """Whether jemalloc is mapped into this process (Linux's /proc/self/maps)."""
+  try:
+    with open('/proc/self/maps', encoding='ascii', errors='replace') as f:
+      return 'libjemalloc' in f.read()
+  except OSError:
+    return False
+
+
+def _preloaded() -> list:
+  """The libraries in `LD_PRELOAD` (separated by colons or spaces)."""
+  return os.environ.get('LD_PRELOAD', '').replace(':', ' ').split()
+
+
+def jemalloc_needs_restart(library: str) -> bool:
+  """Whether this process should be re-executed with `library` preloaded: it is not loaded,
+  not already in `LD_PRELOAD` (no second restart, even where preloading it failed), and the
+  program can be started again."""
+  return (bool(library) and not jemalloc_loaded() and library not in _preloaded()
+          and _restartable())
+
+
+def restart_with_jemalloc(library: str):
+  """Re-executes this process with `library` first in `LD_PRELOAD` and `JEMALLOC_CONF` ahead
+  of the user's `MALLOC_CONF` (jemalloc lets later options win); does not return."""
+  conf = ','.join(c for c in (JEMALLOC_CONF, os.environ.get('MALLOC_CONF', '')) if c)
+  _restart(dict(os.environ, LD_PRELOAD=' '.join([library] + _preloaded()), MALLOC_CONF=conf))
+
+
+def _restart(env: dict):
+  """Re-executes this process (`sys.orig_argv`: same pid, arguments and streams) in `env`."""
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os.execve(sys.executable, sys.orig_argv, env)
 
 
 def retain_freed_memory() -> bool:
@@ -103,21 +164,33 @@ def hugepages_need_restart() -> bool:
 def restart_with_hugepages():
   """Re-executes this process (`sys.orig_argv`) with `HUGEPAGE_TUNABLE` added to
   `GLIBC_TUNABLES`; does not return."""
-  env = dict(os.environ, GLIBC_TUNABLES=':'.join(_tunables() + [HUGEPAGE_TUNABLE]))
-  sys.stdout.flush()
-  sys.stderr.flush()
-  os.execve(sys.executable, sys.orig_argv, env)
+  _restart(dict(os.environ, GLIBC_TUNABLES=':'.join(_tunables() + [HUGEPAGE_TUNABLE])))
 
 
-def apply_choice() -> bool:
-  """Applies `choice()`: 'retain' sets `SETTINGS` (returns whether they were set); 'hugepages'
-  restarts the process with the tunable where `hugepages_need_restart()`, else returns
-  whether the tunable is in effect; 'glibc' returns False."""
+def in_effect() -> str:
+  """The allocator setting this process runs with: 'jemalloc', 'hugepages' (the tunable is
+  set) or 'glibc' ('retain' is reported by `apply_choice`, which sets it)."""
+  if jemalloc_loaded():
+    return 'jemalloc'
+  return 'hugepages' if HUGEPAGE_TUNABLE in _tunables() else 'glibc'
+
+
+def apply_choice() -> str:
+  """Applies `choice()`, re-executing the process where it needs a restart (see the module
+  docstring); returns the setting in effect afterwards: 'jemalloc', 'hugepages', 'retain'
+  (where `mallopt` took the settings) or 'glibc'."""
   selected = choice()
   if selected == 'retain':
-    return retain_freed_memory()
-  if selected == 'hugepages':
-    if hugepages_need_restart():
-      restart_with_hugepages()
-    return HUGEPAGE_TUNABLE in _tunables()
-  return False
+    return 'retain' if retain_freed_memory() else in_effect()
+  if selected in ('auto', 'jemalloc'):
+    library = jemalloc_library()
+    if selected == 'jemalloc' and not library:
+      raise EgmError(f'{VARIABLE}=jemalloc, but no jemalloc library (libjemalloc.so) was '
+                     f'found. Fix: install it ({JEMALLOC_PACKAGES}), or unset {VARIABLE}.')
+    if jemalloc_needs_restart(library):
+      restart_with_jemalloc(library)
+    if jemalloc_loaded() or selected == 'jemalloc':
+      return in_effect()
+  if selected in ('auto', 'hugepages') and hugepages_need_restart():
+    restart_with_hugepages()
+  return in_effect()

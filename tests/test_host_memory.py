@@ -1,7 +1,8 @@
-"""egm.host_memory: the setting is read and checked, the huge-page restart happens only where
-it helps and keeps the process's pid, arguments and tunables, `cli.run` applies the setting
-before its main, and in a fresh process 'hugepages' and 'retain' each remove most of the page
-faults that each call of a compiled Langevin chain takes under glibc's settings."""
+"""egm.host_memory: the setting is read and checked, the jemalloc and huge-page restarts happen
+only where they help and keep the process's pid, arguments, preloads and settings, `cli.run`
+applies the setting before its main, and in a fresh process 'jemalloc', 'hugepages' and
+'retain' each remove most of the page faults that each call of a compiled Langevin chain takes
+under glibc's settings."""
 import json
 import os
 import platform
@@ -52,23 +53,103 @@ def fake_glibc(monkeypatch):
   return libc
 
 
-def test_choice_is_hugepages_unless_asked_and_names_the_choices_on_a_bad_value(
-    monkeypatch, libc):
+class Restarted(BaseException):
+  """Stands for a re-execution: nothing after it runs in the process."""
+
+
+@pytest.fixture(name='restarts')
+def recorded_restarts(monkeypatch):
+  """The restarts `apply_choice` asks for, recorded and raised as `Restarted` instead of done;
+  no jemalloc loaded."""
   restarts = []
+
+  def restart(*what):
+    restarts.append(what)
+    raise Restarted
+
+  monkeypatch.setattr(host_memory, 'restart_with_jemalloc',
+                      lambda library: restart('jemalloc', library))
+  monkeypatch.setattr(host_memory, 'restart_with_hugepages', lambda: restart('hugepages'))
+  monkeypatch.setattr(host_memory, 'jemalloc_loaded', lambda: False)
   monkeypatch.setattr(host_memory, 'hugepages_need_restart', lambda: True)
-  monkeypatch.setattr(host_memory, 'restart_with_hugepages', lambda: restarts.append(1))
   monkeypatch.delenv(host_memory.VARIABLE, raising=False)
   monkeypatch.delenv('GLIBC_TUNABLES', raising=False)
-  assert host_memory.choice() == 'hugepages'
-  assert host_memory.apply_choice() is False and restarts == [1] and libc.calls == []
-  monkeypatch.setenv(host_memory.VARIABLE, 'retain')
-  assert host_memory.apply_choice() is True and len(libc.calls) == 3 and restarts == [1]
-  monkeypatch.setenv(host_memory.VARIABLE, 'glibc')
-  assert host_memory.apply_choice() is False and len(libc.calls) == 3 and restarts == [1]
-  monkeypatch.setenv(host_memory.VARIABLE, 'jemalloc')
-  with pytest.raises(EgmError, match=r"EGM_HOST_MALLOC='jemalloc'.*'hugepages', 'retain', "
-                     r"'glibc'"):
+  monkeypatch.delenv('LD_PRELOAD', raising=False)
+  monkeypatch.setattr(host_memory.sys, 'argv', ['train.py'])
+  return restarts
+
+
+def test_choice_is_auto_unless_asked_and_names_the_choices_on_a_bad_value(
+    monkeypatch, libc, restarts):
+  monkeypatch.setattr(host_memory, 'jemalloc_library', lambda: 'libjemalloc.so.2')
+  assert host_memory.choice() == 'auto'
+  with pytest.raises(Restarted):
     host_memory.apply_choice()
+  assert restarts == [('jemalloc', 'libjemalloc.so.2')] and libc.calls == []
+  monkeypatch.setattr(host_memory, 'jemalloc_library', lambda: '')  # not installed
+  with pytest.raises(Restarted):
+    host_memory.apply_choice()
+  assert restarts[1:] == [('hugepages',)]
+  monkeypatch.setenv(host_memory.VARIABLE, 'retain')
+  assert host_memory.apply_choice() == 'retain' and len(libc.calls) == 3 and len(restarts) == 2
+  monkeypatch.setenv(host_memory.VARIABLE, 'glibc')
+  assert host_memory.apply_choice() == 'glibc' and len(libc.calls) == 3 and len(restarts) == 2
+  monkeypatch.setenv(host_memory.VARIABLE, 'tcmalloc')
+  with pytest.raises(EgmError, match=r"EGM_HOST_MALLOC='tcmalloc'.*'auto', 'jemalloc', "
+                     r"'hugepages', 'retain', 'glibc'"):
+    host_memory.apply_choice()
+
+
+def test_jemalloc_asked_for_but_not_installed_names_the_package(monkeypatch, restarts):
+  monkeypatch.setattr(host_memory, 'jemalloc_library', lambda: '')
+  monkeypatch.setenv(host_memory.VARIABLE, 'jemalloc')
+  with pytest.raises(EgmError, match=r'no jemalloc library .* apt install libjemalloc2'):
+    host_memory.apply_choice()
+  assert restarts == []
+
+
+def test_jemalloc_restarts_only_where_it_is_not_loaded_and_not_preloaded(monkeypatch, restarts):
+  library = '/opt/lib/libjemalloc.so.2'
+  assert host_memory.jemalloc_needs_restart(library)
+  assert not host_memory.jemalloc_needs_restart('')  # not installed
+  monkeypatch.setenv('LD_PRELOAD', f'/x/libfoo.so {library}')
+  assert not host_memory.jemalloc_needs_restart(library)  # preloaded (and maybe failed): once
+  monkeypatch.delenv('LD_PRELOAD')
+  monkeypatch.setattr(host_memory.sys, 'argv', [''])  # an interactive interpreter
+  assert not host_memory.jemalloc_needs_restart(library)
+  monkeypatch.setattr(host_memory.sys, 'argv', ['train.py'])
+  monkeypatch.setattr(host_memory, 'jemalloc_loaded', lambda: True)
+  assert not host_memory.jemalloc_needs_restart(library)  # already this process's malloc
+  monkeypatch.setattr(host_memory, 'jemalloc_library', lambda: library)
+  monkeypatch.setenv(host_memory.VARIABLE, 'jemalloc')
+  assert host_memory.apply_choice() == 'jemalloc' and restarts == []
+
+
+def test_auto_falls_back_to_huge_pages_where_the_preload_did_not_load(monkeypatch, restarts):
+  library = '/opt/lib/libjemalloc.so.2'
+  monkeypatch.setattr(host_memory, 'jemalloc_library', lambda: library)
+  monkeypatch.setenv('LD_PRELOAD', library)  # the restart happened, the library did not load
+  with pytest.raises(Restarted):
+    host_memory.apply_choice()
+  assert restarts == [('hugepages',)]
+  monkeypatch.setattr(host_memory, 'hugepages_need_restart', lambda: False)
+  assert host_memory.apply_choice() == 'glibc' and len(restarts) == 1
+
+
+def test_the_jemalloc_restart_puts_it_first_and_the_users_options_last(monkeypatch):
+  environments = []
+  monkeypatch.setattr(host_memory, '_restart', environments.append)
+  monkeypatch.setenv('LD_PRELOAD', '/x/libfoo.so:/x/libbar.so')
+  monkeypatch.setenv('MALLOC_CONF', 'dirty_decay_ms:500')
+  host_memory.restart_with_jemalloc('/opt/lib/libjemalloc.so.2')
+  monkeypatch.delenv('LD_PRELOAD')
+  monkeypatch.delenv('MALLOC_CONF')
+  host_memory.restart_with_jemalloc('libjemalloc.so.2')
+  first, second = environments
+  assert first['LD_PRELOAD'] == '/opt/lib/libjemalloc.so.2 /x/libfoo.so /x/libbar.so'
+  assert first['MALLOC_CONF'] == host_memory.JEMALLOC_CONF + ',dirty_decay_ms:500'
+  assert second['LD_PRELOAD'] == 'libjemalloc.so.2'
+  assert second['MALLOC_CONF'] == host_memory.JEMALLOC_CONF
 
 
 def test_retain_sets_each_mallopt_parameter_once(monkeypatch, libc):
@@ -131,14 +212,37 @@ print('end', os.getpid(), sys.argv[1:], os.environ['GLIBC_TUNABLES'], flush=True
 
 
 def test_restart_keeps_pid_arguments_and_tunables():
-  env = {k: v for k, v in os.environ.items() if k != host_memory.VARIABLE}
-  env['GLIBC_TUNABLES'] = 'glibc.malloc.arena_max=4'
+  env = dict(os.environ, GLIBC_TUNABLES='glibc.malloc.arena_max=4')
+  env[host_memory.VARIABLE] = 'hugepages'
   proc = subprocess.run([sys.executable, '-c', RESTART, 'a', '--b=c'], cwd=REPO, env=env,
                         capture_output=True, text=True, check=True, timeout=120)
   pid = proc.stdout.split()[1]
   assert proc.stdout.splitlines() == [
       f"start {pid} ['a', '--b=c']", f"start {pid} ['a', '--b=c']",
       f"end {pid} ['a', '--b=c'] glibc.malloc.arena_max=4:glibc.malloc.hugetlb=1"], proc.stdout
+
+
+# A fresh process under 'auto' with jemalloc installed: it restarts once with jemalloc loaded.
+JEMALLOC_RESTART = """
+import os, sys
+from egm import host_memory
+print('start', os.getpid(), sys.argv[1:], host_memory.in_effect(), flush=True)
+effect = host_memory.apply_choice()
+print('end', os.getpid(), sys.argv[1:], effect, os.environ['MALLOC_CONF'], flush=True)
+"""
+
+
+@pytest.mark.skipif(not host_memory.jemalloc_library(), reason='jemalloc is not installed')
+def test_auto_restarts_once_with_jemalloc_where_it_is_installed():
+  env = {k: v for k, v in os.environ.items()
+         if k not in (host_memory.VARIABLE, 'LD_PRELOAD', 'MALLOC_CONF')}
+  proc = subprocess.run([sys.executable, '-c', JEMALLOC_RESTART, 'a', '--b=c'], cwd=REPO,
+                        env=env, capture_output=True, text=True, check=True, timeout=120)
+  pid = proc.stdout.split()[1]
+  assert proc.stdout.splitlines() == [
+      f"start {pid} ['a', '--b=c'] glibc", f"start {pid} ['a', '--b=c'] jemalloc",
+      f"end {pid} ['a', '--b=c'] jemalloc {host_memory.JEMALLOC_CONF}"], proc.stdout
+  assert '<jemalloc>' not in proc.stderr, proc.stderr  # every option of JEMALLOC_CONF is known
 
 
 def test_cli_run_applies_the_choice_before_main_and_reports_a_bad_value(monkeypatch, capsys):
@@ -169,17 +273,20 @@ def _chain_faults(choice: str) -> dict:
 @pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason='the settings are glibc\'s')
 @pytest.mark.skipif(host_memory.thp_mode() == 'always',
                     reason='the kernel gives huge pages to every mapping: few faults anyway')
-@pytest.mark.parametrize('choice', ['hugepages', 'retain'])
+@pytest.mark.parametrize('choice', ['jemalloc', 'hugepages', 'retain'])
 def test_the_setting_removes_most_page_faults_of_each_chain_call(choice):
   if choice == 'hugepages' and not host_memory.hugepages_need_restart():
     pytest.skip('glibc < 2.35 or the kernel\'s THP mode is not madvise: no tunable to set')
+  if choice == 'jemalloc' and not host_memory.jemalloc_library():
+    pytest.skip('jemalloc is not installed')
   glibc, chosen = _chain_faults('glibc'), _chain_faults(choice)
-  assert glibc['applied'] is False and chosen['applied'] is True
+  assert glibc['applied'] == 'glibc' and chosen['applied'] == choice
   # Under glibc's settings every call maps its buffers afresh, 4 KiB at a time (thousands of
   # faults). With huge pages a fault maps 2 MiB of a large buffer (mappings under 2 MiB still
-  # fault per page: 7.6% remained here); with 'retain' a typical call after the first two
-  # reuses the heap that earlier ones grew (it may still grow once more: the median).
+  # fault per page: 7.6% remained here); with jemalloc and with 'retain' a typical call after
+  # the first two reuses the memory that earlier ones took (it may still grow once more: the
+  # median).
   glibc_median = float(np.median(glibc['faults'][2:]))
   assert glibc_median > 1000, glibc
-  bound = {'hugepages': 0.2, 'retain': 0.05}[choice]
+  bound = {'jemalloc': 0.05, 'hugepages': 0.2, 'retain': 0.05}[choice]
   assert np.median(chosen['faults'][2:]) < bound * glibc_median, (glibc, chosen)
