@@ -181,9 +181,17 @@ class Checkpointer:
     return newer
 
   def _empty_deleted(self) -> None:
-    """Removes the checkpoints renamed into `.deleted` (process 0; others have nothing to do)."""
-    if jax.process_index() == 0:
-      shutil.rmtree(os.path.join(self.directory, DELETED_DIR), ignore_errors=True)
+    """Removes the checkpoints renamed into `.deleted` (process 0; others have nothing to do).
+    The folder itself stays: a training run may be renaming into it while an evaluation of
+    the same workdir opens it."""
+    if jax.process_index() != 0:
+      return
+    try:
+      entries = list(os.scandir(os.path.join(self.directory, DELETED_DIR)))
+    except FileNotFoundError:
+      return
+    for entry in entries:
+      shutil.rmtree(entry.path, ignore_errors=True)
 
   def close(self) -> None:
     self.manager.close()

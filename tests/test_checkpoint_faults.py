@@ -153,7 +153,8 @@ def test_a_kill_while_old_checkpoints_are_removed_leaves_only_whole_checkpoints(
   assert rerun.all_steps() == [2, 3, 4]
   for step in (2, 3, 4):
     _assert_state(rerun.restore(STATE, step), step)
-  assert sorted(os.listdir(rerun.directory)) == ['2', '3', '4']
+  assert sorted(os.listdir(rerun.directory)) == ['.deleted', '2', '3', '4']
+  assert os.listdir(os.path.join(rerun.directory, '.deleted')) == []
 
 
 @contextlib.contextmanager
