@@ -2,7 +2,9 @@
 `--config.<key>=<value>` overrides it; `--config=FILE` is needed only without a config.json)."""
 from absl import flags
 
-from egm import cli, config_checks, distributed
+from egm import cli
+from egm.config import checks
+from egm.run import distributed
 
 _CONFIG, _WORKDIR = cli.define_run_flags(
     'Optional: the run\'s config.json is used; a config file only for a workdir without one.',
@@ -19,7 +21,7 @@ def main(argv):
   given = _CONFIG.value if cli.config_given() else None
   config = evaluate.run_config(_WORKDIR.value, given, cli.override_values())
   cli.print_config_and_exit(config)
-  config_checks.check(config)
+  checks.check(config)
   evaluate.evaluate(config, _WORKDIR.value)
 
 

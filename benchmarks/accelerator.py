@@ -17,7 +17,7 @@ import sys
 import jax
 
 from benchmarks import langevin_speed, run, torch_chain, torch_updates
-from egm import host_memory
+from egm.cpu import host_memory
 
 # name: (accelerator default, CPU default)
 DEFAULTS = {'gemm_size': (8192, 1024), 'chain_batch': (512, 64)}

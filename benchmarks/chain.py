@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 
+from egm import cpu
 from egm.nets.energy import ConvEnergy
 from egm.sampling import langevin
 
@@ -23,13 +24,12 @@ def step_flops(width: int = 64) -> float:
   return 2.0 * conv_flops(width)
 
 
-def make(batch: int, n_steps: int, conv_impl: str = 'auto', width: int = 64, remat=False,
-         compute_dtype: str = 'float32'):
+def make(batch: int, n_steps: int, width: int = 64, remat=False, compute_dtype: str = 'float32'):
   """(jitted chain(params, x0, key) -> x, params, x0) for ConvEnergy and langevin(s=1, 0.01).
 
   `compute_dtype` is the network's (`ConvEnergy.compute_dtype`); chain states are float32.
   """
-  model = ConvEnergy(width, conv_impl=conv_impl, compute_dtype=compute_dtype)
+  model = ConvEnergy(width, compute_dtype=compute_dtype)
   x0 = jax.random.uniform(jax.random.key(0), (batch, *IMAGE_SHAPE), jnp.float32, -1.0, 1.0)
   params = model.init(jax.random.key(1), x0[:1])
 
@@ -41,12 +41,14 @@ def make(batch: int, n_steps: int, conv_impl: str = 'auto', width: int = 64, rem
   return jax.jit(chain), params, x0
 
 
-def blocking_call(batch: int, n_steps: int, **make_kwargs):
-  """(call, params, x0): `call()` runs the compiled chain of `make` once and waits; warmed up."""
+def blocking_call(batch: int, n_steps: int, conv_impl: str = 'auto', **make_kwargs):
+  """(call, params, x0): `call()` runs the compiled chain of `make` once and waits; warmed up
+  (traced and compiled with the convolutions of `egm.cpu.conv_impl(conv_impl)`)."""
   fn, params, x0 = make(batch, n_steps, **make_kwargs)
   key = jax.random.key(0)
   call = lambda: fn(params, x0, key).block_until_ready()
-  call()
+  with cpu.conv_impl(conv_impl):
+    call()
   return call, params, x0
 
 

@@ -22,7 +22,8 @@ import numpy as np
 from jax import lax
 
 from benchmarks import timing
-from egm.nets import conv, lax_conv, onednn_build, onednn_conv
+from egm.cpu import lax_conv, onednn_build, onednn_conv
+from egm.cpu import convolution as conv
 
 # (side, in channels, out channels)
 SHAPES = ((28, 16, 16), (28, 16, 64), (14, 32, 128), (7, 64, 256), (28, 32, 32), (28, 64, 64))

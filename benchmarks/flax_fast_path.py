@@ -1,5 +1,5 @@
 """A user's plain flax.linen ConvNet energy in egm's Langevin chain, with and without
-`egm.nets.fast_convolutions`, beside the same network built from egm's modules.
+`egm.cpu.fast_convolutions`, beside the same network built from egm's modules.
 
 `python -m benchmarks.flax_fast_path BATCH REPEATS` prints one JSON line. The three chains
 (K = `STEPS_PER_CALL` steps, step 1, noise 0.01, as `benchmarks.chain`) are timed in turn
@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import chain, timing
-from egm.nets import fast_convolutions
+from egm.cpu import fast_convolutions
 from egm.sampling import langevin
 
 STEPS_PER_CALL = 10

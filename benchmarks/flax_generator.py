@@ -1,6 +1,6 @@
 """A user's plain flax.linen DCGAN generator (`nn.ConvTranspose`) in a posterior Langevin chain
 over its latent (alternating back-propagation's inference step), with and without
-`egm.nets.fast_convolutions`, beside the same chain in PyTorch (`ConvTranspose2d`,
+`egm.cpu.fast_convolutions`, beside the same chain in PyTorch (`ConvTranspose2d`,
 channels-last) when torch is installed.
 
 `python -m benchmarks.flax_generator BATCH REPEATS` prints one JSON line. Each chain runs
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import timing, torch_chain
-from egm.nets import fast_convolutions
+from egm.cpu import fast_convolutions
 from egm.sampling import langevin
 
 STEPS_PER_CALL = 10

@@ -1,5 +1,5 @@
 """Training steps on a mesh of forced CPU host devices: oneDNN's convolution split along the
-batch (egm.nets.onednn_sharding) against XLA's partitioned convolutions, in turn.
+batch (egm.cpu.onednn_sharding) against XLA's partitioned convolutions, in turn.
 
   python -m benchmarks.mesh_updates [--devices 8] [--methods vae,coopnets,triangle]
                                     [--batch 64] [--rounds 5]
@@ -27,7 +27,7 @@ def measure(case: str, batch: int, rounds: int) -> dict:
   from unittest import mock  # pylint: disable=import-outside-toplevel
   import jax  # pylint: disable=import-outside-toplevel
   from benchmarks import timing, torch_updates, training  # pylint: disable=import-outside-toplevel
-  from egm.nets import onednn_build  # pylint: disable=import-outside-toplevel
+  from egm.cpu import onednn_build  # pylint: disable=import-outside-toplevel
 
   config = torch_updates.load(case, batch)
   mesh = training.trainer.parallel.make_mesh()

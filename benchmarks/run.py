@@ -17,8 +17,8 @@ import jax
 
 from benchmarks import compile_time, flax_fast_path, langevin_speed, memory, precision, torch_chain
 from benchmarks import conv_layers, flax_generator, mesh_updates, torch_updates, training
-from egm import host_memory
-from egm.nets import onednn_build
+from egm.cpu import host_memory
+from egm.cpu import onednn_build
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -43,7 +43,7 @@ def machine() -> str:
   return (f'{model}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; '
           f'{platform.platform()}; Python {platform.python_version()}; jax {jax.__version__} '
           f'({jax.default_backend()}, {jax.device_count()} device(s)); torch {torch_version}; '
-          f'host malloc {host_memory.choice()}: {host_memory.in_effect()} (egm/host_memory.py)')
+          f'host malloc {host_memory.choice()}: {host_memory.in_effect()} (egm/cpu/host_memory.py)')
 
 
 def langevin_rows(batches, repeats) -> list:
@@ -187,12 +187,12 @@ def main():
           'speed-up vs float32'], precision_rows(64, repeats))
   if 'flax' in only:
     emit(f'A plain flax.linen ConvNet energy (batch 64, K={flax_fast_path.STEPS_PER_CALL} '
-         'steps per call, timed in turn): egm.nets.fast_convolutions',
+         'steps per call, timed in turn): egm.cpu.fast_convolutions',
          ['chain', 'time', 'speed vs egm modules', 'compile'], flax_fast_path.rows(64, repeats))
   if 'flax_generator' in only:
     emit(f'A plain flax.linen DCGAN generator (nn.ConvTranspose) in a posterior Langevin chain '
          f'(batch 64, K={flax_generator.STEPS_PER_CALL} steps per call, timed in turn): '
-         'egm.nets.fast_convolutions', ['chain', 'time', 'speed vs plain flax', 'compile'],
+         'egm.cpu.fast_convolutions', ['chain', 'time', 'speed vs plain flax', 'compile'],
          flax_generator.rows(64, repeats))
   if 'compile' in only:
     emit('Compile time of the K-step sampler (batch 64)', ['K', 'compile', 'ratio to K=10'],

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from benchmarks import timing, training
-from egm import host_memory
+from egm.cpu import host_memory
 
 # name: (config file, config overrides as 'key=value' items)
 CASES = {

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from egm import experiment, parallel, trainer
+from egm.run import experiment, parallel, trainer
 from egm.methods import DataSpec, make_method
 
 

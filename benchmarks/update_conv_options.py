@@ -9,7 +9,7 @@ import json
 import sys
 
 from benchmarks import timing, torch_updates, training
-from egm.nets import fast_convolutions
+from egm.cpu import fast_convolutions
 
 VARIANTS = {'lax': None, 'fast_auto': 'auto', 'fast_matmul': 'matmul'}
 

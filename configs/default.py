@@ -1,15 +1,15 @@
 """Defaults shared by every config; variants import `get_config` and patch it.
 
-The keys and their defaults live in `egm/config_defaults.py` and in each method's
+The keys and their defaults live in `egm/defaults.py` and in each method's
 `config_section()`; here is the patch 2-D configs share (`toy2d`), and `finish`, which
 applies the config argument (`:smoke`, `:model.width=32`, ...).
 """
-from egm import config_args, config_defaults
+from egm.config import arguments, defaults
 
 
 def get_config(arg=None):
   """Returns the base config (divergence triangle on CIFAR-10 via tfds); arg as in `finish`."""
-  return finish(config_defaults.base_config(), arg)
+  return finish(defaults.base_config(), arg)
 
 
 def toy2d(config, name='8gaussians'):
@@ -29,5 +29,5 @@ def toy2d(config, name='8gaussians'):
 
 
 def finish(config, arg):
-  """Applies the config argument (`smoke`, `key=value`, ...; see egm/config_args.py)."""
-  return config_args.apply(config, arg)
+  """Applies the config argument (`smoke`, `key=value`, ...; see egm/arguments.py)."""
+  return arguments.apply(config, arg)

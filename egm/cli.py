@@ -2,7 +2,7 @@
 
 `--config` takes a config file (`configs/triangle_cifar.py`, from any directory) or the
 name of one of the repository's configs (`triangle_cifar`), optionally followed by a config
-argument (`:smoke`, `:smoke,model.width=32`; see egm/config_args.py). Configs are not
+argument (`:smoke`, `:smoke,model.width=32`; see egm/arguments.py). Configs are not
 installed with the package: they live in the repository's `configs/` folder, found next to
 the `egm` package of a source checkout (`pip install -e .`).
 """
@@ -12,7 +12,9 @@ import tempfile
 
 from absl import app, flags, logging
 
-from egm import config_checks, distributed, host_memory
+from egm.config import checks
+from egm.cpu import host_memory
+from egm.run import distributed
 from egm.errors import EgmError
 
 REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -101,7 +103,7 @@ def parse(argv, flag_values=flags.FLAGS):
                      'ConfigDict; see configs/triangle_digits.py for the form.') from e
     raise EgmError(f'Unknown config key in a --config.<key>=<value> override: {detail}. Print '
                    'every key of a config with its value: python train.py --config=FILE '
-                   '--print_config (the keys are declared in egm/config_defaults.py and in each '
+                   '--print_config (the keys are declared in egm/defaults.py and in each '
                    'method\'s config_section()).') from e
   except (TypeError, ValueError) as e:
     raise EgmError(f'Bad --config argument: {e}. Pass --config=configs/NAME.py, optionally with '
@@ -150,7 +152,7 @@ def check_workdir(workdir: str) -> None:
 
 def check_run(config, workdir: str) -> None:
   """What train.py checks before it reads data: `workdir` is, or now becomes, a directory it
-  can write to, and no value of `config` is impossible (egm/config_checks.py)."""
+  can write to, and no value of `config` is impossible (egm/checks.py)."""
   check_workdir(workdir)
   try:
     os.makedirs(workdir, exist_ok=True)
@@ -159,7 +161,7 @@ def check_run(config, workdir: str) -> None:
   except OSError as e:
     raise EgmError(f'--workdir={workdir} cannot be written: {e.strerror} ({e.filename}). Pass '
                    'a directory you can create and write to.') from e
-  config_checks.check(config)
+  checks.check(config)
 
 
 def run(main):

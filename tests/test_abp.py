@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from configs import abp_fashion, triangle_toy2d
-from egm import parallel, trainer
+from egm.run import parallel, trainer
 from egm.errors import EgmError
 from egm.methods import DataSpec, make_method
 from egm.methods.abp import ABP

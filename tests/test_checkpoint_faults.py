@@ -1,5 +1,5 @@
-"""Damaged checkpoints, failed checkpoint writes and workdirs of another run (egm/checkpointing.py,
-egm/experiment.py): a corrupt newest checkpoint falls back to the previous one, a kill while
+"""Damaged checkpoints, failed checkpoint writes and workdirs of another run (egm/run/checkpointing.py,
+egm/run/experiment.py): a corrupt newest checkpoint falls back to the previous one, a kill while
 old checkpoints are removed leaves no partial one, a full or read-only disk is one clear error
 with the previous checkpoint intact, and a workdir written by another config is refused naming
 the keys."""
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from configs import ebm_toy2d
-from egm import experiment
-from egm.checkpointing import Checkpointer, CorruptCheckpointError
+from egm.run import experiment
+from egm.run.checkpointing import Checkpointer, CorruptCheckpointError
 from egm.errors import EgmError
 from orbax.checkpoint._src.path import atomicity
 

@@ -1,6 +1,6 @@
 """Saved run configs load over the defaults: keys added after a run was saved get defaults."""
 from configs import coopnets_fashion
-from egm import config_defaults
+from egm.config import defaults
 
 
 def test_saved_values_win_and_missing_keys_take_defaults():
@@ -8,9 +8,9 @@ def test_saved_values_win_and_missing_keys_take_defaults():
   del saved['coopnets']['completion_samples']
   del saved['classifier']
   saved['coopnets']['step_size'] = 0.05
-  config = config_defaults.with_defaults(saved)
-  defaults = config_defaults.base_config()
-  assert config.coopnets.completion_samples == defaults.coopnets.completion_samples
-  assert config.classifier.to_dict() == defaults.classifier.to_dict()
+  config = defaults.with_defaults(saved)
+  base = defaults.base_config()
+  assert config.coopnets.completion_samples == base.coopnets.completion_samples
+  assert config.classifier.to_dict() == base.classifier.to_dict()
   assert config.coopnets.step_size == 0.05
   assert config.data.image_size == 28 and config.method == 'coopnets'

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from egm import trainer
+from egm.run import trainer
 from egm.evaluation import evaluate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,4 +1,4 @@
-"""egm.nets.conv.Conv: both implementations equal nn.Conv in outputs, gradients and parameters."""
+"""egm.nets.conv.Conv (through egm.cpu.conv2d): both implementations equal nn.Conv in outputs, gradients and parameters."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 
 from egm.errors import EgmError
-from egm.nets import conv
-from egm.nets.conv import Conv, resolve
+from egm.cpu import conv_impl
+from egm.cpu import convolution as conv
+from egm.nets.conv import Conv
+
+resolve = conv.resolve
 
 # (input side, cin, cout, kernel, strides, padding): the convolutions of egm's networks.
 CASES = [
@@ -25,19 +28,21 @@ CASES = [
                          [('matmul', *case) for case in CASES] + [('lax', *CASES[3])])
 def test_conv_matches_flax_conv(impl, side, cin, cout, kernel, strides, padding):
   x = jax.random.normal(jax.random.key(0), (2, side, side, cin))
-  ours = Conv(cout, kernel, strides, padding, impl=impl)
+  ours = Conv(cout, kernel, strides, padding)
   reference = nn.Conv(cout, kernel, strides, padding)
   params = reference.init(jax.random.key(1), x)
   params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(2), p.shape), params)
   ours_params = ours.init(jax.random.key(1), x)
   assert jax.tree.map(jnp.shape, ours_params) == jax.tree.map(jnp.shape, params)
-  np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, x), rtol=1e-5,
-                             atol=1e-5)
+  with conv_impl(impl):
+    np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, x), rtol=1e-5,
+                               atol=1e-5)
 
   def loss(module):
     return lambda p, x: jnp.sum(jnp.sin(module.apply(p, x)))
 
-  ours_grads = jax.grad(loss(ours), argnums=(0, 1))(params, x)
+  with conv_impl(impl):
+    ours_grads = jax.grad(loss(ours), argnums=(0, 1))(params, x)
   reference_grads = jax.grad(loss(reference), argnums=(0, 1))(params, x)
   for a, b in zip(jax.tree.leaves(ours_grads), jax.tree.leaves(reference_grads)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
@@ -45,7 +50,7 @@ def test_conv_matches_flax_conv(impl, side, cin, cout, kernel, strides, padding)
 
 def test_conv_without_bias_has_only_a_kernel():
   x = jnp.ones((1, 4, 4, 2))
-  params = Conv(3, (3, 3), use_bias=False, impl='matmul').init(jax.random.key(0), x)
+  params = Conv(3, (3, 3), use_bias=False).init(jax.random.key(0), x)
   assert set(params['params']) == {'kernel'}
 
 
@@ -66,7 +71,7 @@ def test_auto_picks_matmul_on_cpu_for_wide_convs_and_unknown_names_fail(monkeypa
   assert resolve('auto', features=8) == 'lax'
   assert resolve('auto', features=1, whole_map=True) == ('matmul' if on_cpu else 'lax')
   assert resolve('lax') == 'lax'
-  with pytest.raises(EgmError, match='model.conv_impl'):
+  with pytest.raises(EgmError, match='conv_impl'):
     resolve('winograd')
 
 

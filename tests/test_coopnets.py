@@ -11,7 +11,8 @@ import pytest
 
 from configs import (coopnets_cifar, coopnets_fashion, coopnets_texture, coopnets_toy2d,
                      triangle_digits)
-from egm import data, experiment
+from egm import data
+from egm.run import experiment
 from egm.data.dataset import LoadOptions
 from egm.errors import EgmError
 from egm.evaluation import texture_stats

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import ebm_cifar, ebm_cifar_convergent, ebm_fashion, ebm_toy2d
-from egm import parallel, trainer
+from egm.run import parallel, trainer
 from egm.errors import EgmError
 from egm.methods import DataSpec, base, make_method
 from egm.methods.contract import has_capability
@@ -242,7 +242,7 @@ def test_reference_configs_do_not_clamp_and_tuned_ones_do():
 
 
 def test_long_run_diagnostics_are_reported(tmp_path):
-  from egm import experiment
+  from egm.run import experiment
   from egm.evaluation import evaluate
   config = ebm_toy2d.get_config('smoke')
   exp = experiment.build(config)

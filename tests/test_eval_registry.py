@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import classifier_fashion, ebm_fashion, triangle_fashion
-from egm import experiment, trainer
+from egm.run import experiment, trainer
 from egm.errors import EgmError
 from egm.evaluation import evaluate, inception, registry
 from egm.evaluation.feature_net import load_feature_net

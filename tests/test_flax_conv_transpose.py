@@ -1,4 +1,4 @@
-"""egm.nets.fast_convolutions on `flax.linen.ConvTranspose`: where 'auto' takes convolutions
+"""egm.cpu.fast_convolutions on `flax.linen.ConvTranspose`: where 'auto' takes convolutions
 to oneDNN, a plain transposed convolution runs as oneDNN's input gradient with the outputs,
 parameters and first and second derivatives of nn.ConvTranspose's own call; the layers it
 does not cover run that call."""
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from egm.nets import conv_transpose, fast_convolutions, onednn_build, onednn_conv
+from egm.cpu import conv_transpose, fast_convolutions, onednn_build, onednn_conv
 from egm.sampling import langevin
 
 

@@ -1,4 +1,4 @@
-"""egm.nets.fast_convolutions: a user's plain flax ConvNets give nn.Conv's parameters, outputs
+"""egm.cpu.fast_convolutions: a user's plain flax ConvNets give nn.Conv's parameters, outputs
 and gradients with the fast path on, the eligible layers leave lax's convolution, and every
 layer the fast path does not cover runs nn.Conv's own call (bitwise the same result)."""
 import flax.linen as nn
@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from egm.cpu import conv_impl, fast_convolutions, onednn_build
 from egm.errors import EgmError
-from egm.nets import fast_convolutions, onednn_build
 from egm.nets.conv import Conv
 from egm.sampling import langevin
 
@@ -69,7 +69,9 @@ def random_params(model, x):
 
 
 def uses_lax_conv(fn, *args) -> bool:
-  return 'conv_general_dilated' in str(jax.make_jaxpr(fn)(*args))
+  """Whether `fn` traces a lax convolution: lax's own, or egm's 'lax' backend."""
+  jaxpr = str(jax.make_jaxpr(fn)(*args))
+  return 'conv_general_dilated' in jaxpr or 'backend=lax' in jaxpr
 
 
 def outputs_and_gradients(model):
@@ -139,8 +141,8 @@ def test_layers_the_fast_path_lacks_run_nn_convs_own_call(name):
 def test_one_and_three_dimensional_convs_and_egm_modules_are_left_alone():
   conv1d, conv3d = nn.Conv(4, (3,)), nn.Conv(4, (3, 3, 3))
   x1, x3 = jnp.ones((2, 8, 3)), jnp.ones((2, 4, 4, 4, 3))
-  egm_lax = Conv(4, (3, 3), impl='lax')
-  with fast_convolutions('matmul'):
+  egm_lax = Conv(4, (3, 3))
+  with fast_convolutions('matmul'), conv_impl('lax'):
     for module, x in ((conv1d, x1), (conv3d, x3), (egm_lax, X)):
       params = random_params(module, x)
       assert uses_lax_conv(module.apply, params, x)
@@ -183,6 +185,6 @@ def test_a_layer_kept_on_lax_runs_egms_lax_conv_with_the_same_outputs_and_gradie
   with fast_convolutions():
     jaxpr = str(jax.make_jaxpr(outputs_and_gradients(narrow))(params, X))
     fast = outputs_and_gradients(narrow)(params, X)
-  assert 'custom_vjp_call' in jaxpr and 'conv_general_dilated' in jaxpr
+  assert 'egm_conv_forward' in jaxpr and 'backend=lax' in jaxpr
   for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(plain)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 
 from configs import coopnets_toy2d, ebm_toy2d, triangle_toy2d
-from egm import config_defaults, data, experiment, guard, trainer
-from egm.checkpointing import Checkpointer
+from egm import data
+from egm.config import defaults
+from egm.run import experiment, guard, trainer
+from egm.run.checkpointing import Checkpointer
 from egm.errors import EgmError
 from egm.methods import contract, make_method, watch
 
-LIMITS = config_defaults.base_config().guard
+LIMITS = defaults.base_config().guard
 
 
 def _record(config, n_steps):
@@ -134,7 +136,7 @@ def test_watched_metrics_are_ones_the_updates_return(healthy):
 
 
 def test_every_method_declares_known_kinds_and_existing_config_keys():
-  config = config_defaults.base_config()
+  config = defaults.base_config()
   for name, cls in contract.registered_methods().items():
     for kind, knobs in cls.watch.knobs.items():
       assert kind in watch.KINDS, (name, kind)

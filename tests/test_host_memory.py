@@ -1,4 +1,4 @@
-"""egm.host_memory: the setting is read and checked, the jemalloc and huge-page restarts happen
+"""egm.cpu.host_memory: the setting is read and checked, the jemalloc and huge-page restarts happen
 only where they help and keep the process's pid, arguments, preloads and settings, `cli.run`
 applies the setting before its main, and in a fresh process 'jemalloc', 'hugepages' and
 'retain' each remove most of the page faults that each call of a compiled Langevin chain takes
@@ -12,7 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from egm import cli, host_memory
+from egm import cli
+from egm.cpu import host_memory
 from egm.errors import EgmError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,7 +22,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Langevin chain (benchmarks/chain.py, batch 64) with the minor page faults of each.
 CHAIN_FAULTS = """
 import json, resource
-from egm import host_memory
+from egm.cpu import host_memory
 applied = host_memory.apply_choice()
 from benchmarks import chain
 call = chain.blocking_call(64, 5)[0]
@@ -138,7 +139,7 @@ def test_auto_falls_back_to_huge_pages_where_the_preload_did_not_load(monkeypatc
 
 def test_the_jemalloc_restart_puts_it_first_and_the_users_options_last(monkeypatch):
   environments = []
-  monkeypatch.setattr(host_memory, '_restart', environments.append)
+  monkeypatch.setattr(host_memory, '_restart', lambda env, setting: environments.append(env))
   monkeypatch.setenv('LD_PRELOAD', '/x/libfoo.so:/x/libbar.so')
   monkeypatch.setenv('MALLOC_CONF', 'dirty_decay_ms:500')
   host_memory.restart_with_jemalloc('/opt/lib/libjemalloc.so.2')
@@ -199,15 +200,18 @@ def test_a_restart_is_needed_only_where_the_tunable_would_give_huge_pages(monkey
   assert not host_memory.hugepages_need_restart()
 
 
-# A fresh process that restarts once: same pid, arguments and earlier tunables.
-RESTART = """
-import os, sys
-from egm import host_memory
+# A fresh process that restarts once: same pid and arguments, the tunable in effect, and the
+# environment it started with put back for the processes it starts (CHILD).
+CHILD = "import os; print(os.environ.get('GLIBC_TUNABLES'), os.environ.get('LD_PRELOAD'))"
+RESTART = f"""
+import os, subprocess, sys
+from egm.cpu import host_memory
 host_memory.hugepages_need_restart = lambda: host_memory.HUGEPAGE_TUNABLE not in os.environ[
     'GLIBC_TUNABLES']
 print('start', os.getpid(), sys.argv[1:], flush=True)
-host_memory.apply_choice()
-print('end', os.getpid(), sys.argv[1:], os.environ['GLIBC_TUNABLES'], flush=True)
+effect = host_memory.apply_choice()
+print('end', os.getpid(), sys.argv[1:], effect, os.environ['GLIBC_TUNABLES'], flush=True)
+subprocess.run([sys.executable, '-c', {CHILD!r}], check=True)
 """
 
 
@@ -219,16 +223,18 @@ def test_restart_keeps_pid_arguments_and_tunables():
   pid = proc.stdout.split()[1]
   assert proc.stdout.splitlines() == [
       f"start {pid} ['a', '--b=c']", f"start {pid} ['a', '--b=c']",
-      f"end {pid} ['a', '--b=c'] glibc.malloc.arena_max=4:glibc.malloc.hugetlb=1"], proc.stdout
+      f"end {pid} ['a', '--b=c'] hugepages glibc.malloc.arena_max=4",
+      'glibc.malloc.arena_max=4 None'], proc.stdout
 
 
 # A fresh process under 'auto' with jemalloc installed: it restarts once with jemalloc loaded.
 JEMALLOC_RESTART = """
 import os, sys
-from egm import host_memory
+from egm.cpu import host_memory
 print('start', os.getpid(), sys.argv[1:], host_memory.in_effect(), flush=True)
 effect = host_memory.apply_choice()
-print('end', os.getpid(), sys.argv[1:], effect, os.environ['MALLOC_CONF'], flush=True)
+print('end', os.getpid(), sys.argv[1:], effect, os.environ.get('MALLOC_CONF'),
+      os.environ.get('LD_PRELOAD'), flush=True)
 """
 
 
@@ -241,8 +247,45 @@ def test_auto_restarts_once_with_jemalloc_where_it_is_installed():
   pid = proc.stdout.split()[1]
   assert proc.stdout.splitlines() == [
       f"start {pid} ['a', '--b=c'] glibc", f"start {pid} ['a', '--b=c'] jemalloc",
-      f"end {pid} ['a', '--b=c'] jemalloc {host_memory.JEMALLOC_CONF}"], proc.stdout
+      f"end {pid} ['a', '--b=c'] jemalloc None None"], proc.stdout
   assert '<jemalloc>' not in proc.stderr, proc.stderr  # every option of JEMALLOC_CONF is known
+
+
+def test_nothing_is_applied_with_egm_cpu_off_or_where_jax_will_run_on_an_accelerator(
+    monkeypatch):
+  def refuse(*args):
+    raise AssertionError('the process was about to be re-executed')
+
+  for name in ('restart_with_jemalloc', 'restart_with_hugepages', 'retain_freed_memory'):
+    monkeypatch.setattr(host_memory, name, refuse)
+  monkeypatch.setattr(host_memory, 'hugepages_need_restart', lambda: True)
+  monkeypatch.setattr(host_memory, 'jemalloc_needs_restart', lambda library: True)
+  for variables in ({'EGM_CPU': 'off'}, {'JAX_PLATFORMS': 'cuda'}, {'JAX_PLATFORMS': 'tpu,cpu'}):
+    for choice in host_memory.CHOICES:
+      with monkeypatch.context() as m:
+        m.setenv(host_memory.VARIABLE, choice)
+        for name, value in variables.items():
+          m.setenv(name, value)
+        assert host_memory.apply_choice() in ('glibc', 'hugepages', 'jemalloc')
+
+
+def test_an_accelerator_is_expected_from_jax_platforms_or_a_plugin_with_its_device(
+    monkeypatch):
+  from egm.cpu import switch
+
+  class Dist:
+    def __init__(self, name):
+      self.metadata = {'Name': name}
+
+  monkeypatch.setattr(switch.importlib.metadata, 'distributions',
+                      lambda: [Dist('numpy'), Dist('jax-cuda12-plugin')])
+  for platforms, expected in (('cpu', False), ('cuda', True), ('tpu', True), ('cpu,cuda', False)):
+    monkeypatch.setenv('JAX_PLATFORMS', platforms)
+    assert switch.accelerator_expected() == expected, platforms
+  monkeypatch.delenv('JAX_PLATFORMS')
+  for present, expected in ((set(), False), ({'/dev/nvidiactl'}, True)):
+    monkeypatch.setattr(switch.os.path, 'exists', lambda path, present=present: path in present)
+    assert switch.accelerator_expected() == expected
 
 
 def test_cli_run_applies_the_choice_before_main_and_reports_a_bad_value(monkeypatch, capsys):

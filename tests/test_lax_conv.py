@@ -1,4 +1,4 @@
-"""egm.nets.lax_conv.conv: lax's convolution with a plain-convolution input gradient has
+"""egm.cpu.lax_conv.conv: lax's convolution with a plain-convolution input gradient has
 the value and the first and second derivatives of `lax.conv_general_dilated`."""
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from egm.nets import lax_conv
+from egm.cpu import lax_conv
 
 
 def reference(x, kernel, strides, padding):

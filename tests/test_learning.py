@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from configs import coopnets_toy2d, ebm_toy2d, triangle_digits, triangle_toy2d
-from egm import experiment, trainer
+from egm.run import experiment, trainer
 from egm.evaluation import evaluate
 
 pytestmark = pytest.mark.slow

@@ -6,6 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from egm.cpu import conv_impl
 from egm.errors import EgmError
 from egm.nets import layers, make_networks, registry
 
@@ -111,22 +112,22 @@ def _conv_ops_and_kernels(module, *args, **kwargs):
 @pytest.mark.parametrize('name', ['conv_energy', 'conv_generator', 'conv_encoder',
                                   'texture_energy', 'texture_generator',
                                   'conv_hierarchical_generator'])
-def test_model_conv_impl_reaches_every_convolution_of_the_image_networks(name):
+def test_the_conv_impl_switch_reaches_every_convolution_of_the_image_networks(name):
   """'lax' traces one lax conv per 4-D kernel; 'matmul' none (patches and GEMMs)."""
   x_shape = (16, 16, 1)
   for impl in ('lax', 'matmul'):
     model = _model()
-    model.update(conv_impl=impl, texture_energy_stages=2, latent_dims='4,4')
+    model.update(texture_energy_stages=2, latent_dims='4,4')
     module = registry.build_network(name, model, x_shape)
     latent_shape = registry.NETWORKS[name].latent_shape
     arg_shape = latent_shape(model, x_shape) if latent_shape else x_shape
-    ops, kernels = _conv_ops_and_kernels(module, jnp.zeros((2, *arg_shape)))
+    with conv_impl(impl):
+      ops, kernels = _conv_ops_and_kernels(module, jnp.zeros((2, *arg_shape)))
     assert kernels > 0
     assert ops == (kernels if impl == 'lax' else 0), impl
 
 
-def test_an_unknown_model_conv_impl_is_refused_by_name():
-  model = _model()
-  model.conv_impl = 'winograd'
-  with pytest.raises(EgmError, match='model.conv_impl'):
-    make_networks(model, (16, 16, 1), 'energy')
+def test_an_unknown_conv_impl_is_refused_by_name():
+  with pytest.raises(EgmError, match='winograd.*egm.cpu.conv_impl'):
+    with conv_impl('winograd'):
+      pass

@@ -1,4 +1,4 @@
-"""egm.nets.onednn_conv: oneDNN's convolution through XLA FFI has the value and the first and
+"""egm.cpu.onednn_conv: oneDNN's convolution through XLA FFI has the value and the first and
 second derivatives of a float64 lax convolution, inside jit, scan and vmap; the build and
 the 'auto' rule that picks it."""
 import pathlib
@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from jax import lax
 
+from egm.cpu import conv_impl, fast_convolutions, onednn_build, onednn_conv
+from egm.cpu import convolution as conv
 from egm.errors import EgmError
-from egm.nets import conv, onednn_build, onednn_conv
+from egm.nets.conv import Conv
 
 # oneDNN's wheels are dependencies on Linux x86-64 (pyproject.toml): there it must build.
 SUPPORTED = sys.platform == 'linux' and platform.machine() == 'x86_64'
@@ -107,21 +109,16 @@ def test_a_jitted_langevin_chain_and_vmap_agree_with_lax():
   np.testing.assert_allclose(per_slice[:, 0], lax_fn(x0, kernel, strides, padding), atol=2e-5)
 
 
-def test_forward_mode_is_refused():
-  kernel = jnp.ones((3, 3, 1, 1))
-  with pytest.raises(TypeError, match='custom_vjp'):
-    jax.jvp(lambda x: onednn_conv.conv(x, kernel, (1, 1), ((1, 1), (1, 1))),
-            (jnp.ones((1, 4, 4, 1)),), (jnp.ones((1, 4, 4, 1)),))
-
-
 def test_conv_module_on_onednn_equals_lax_with_the_same_parameters():
   x = normal(7, (2, 8, 8, 3))
-  module = lambda impl: conv.Conv(7, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), impl=impl)
-  params = module('lax').init(jax.random.key(6), x)
-  text = jax.jit(lambda p: module('onednn').apply(p, x)).lower(params).as_text()
+  module = Conv(7, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))
+  params = module.init(jax.random.key(6), x)
+  with conv_impl('onednn'):
+    text = jax.jit(lambda p: module.apply(p, x)).lower(params).as_text()
+    fast = jax.jit(module.apply)(params, x)
   assert conv.onednn_conv.FORWARD in text and 'stablehlo.convolution' not in text
-  np.testing.assert_allclose(jax.jit(module('onednn').apply)(params, x),
-                             jax.jit(module('lax').apply)(params, x), atol=1e-5)
+  with conv_impl('lax'):
+    np.testing.assert_allclose(fast, jax.jit(module.apply)(params, x), atol=1e-5)
 
 
 def test_auto_takes_float32_convs_to_onednn_on_cpu_on_one_device_or_a_mesh(monkeypatch):
@@ -141,13 +138,13 @@ def test_auto_takes_float32_convs_to_onednn_on_cpu_on_one_device_or_a_mesh(monke
 def test_onednn_requested_where_it_cannot_be_built_names_the_fix(monkeypatch):
   monkeypatch.setattr(conv.onednn_build, 'status', lambda: (False, 'no compiler'))
   monkeypatch.setattr(jax, 'device_count', lambda: 1)
-  with pytest.raises(EgmError, match="conv_impl='onednn'.*no compiler.*'auto'"):
+  with pytest.raises(EgmError, match=r"conv_impl\('onednn'\).*no compiler.*'auto'"):
     conv.resolve('onednn')
   assert conv.implementation('auto', 8, (4, 8, 8, 3), (3, 3), (1, 1), ((1, 1), (1, 1))) == 'lax'
   with pytest.raises(EgmError, match='not available here: no compiler'):
     onednn_conv.conv(jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 1)), (1, 1), ((1, 1), (1, 1)))
   monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
-  with pytest.raises(EgmError, match="CPU only, not on gpu; set model.conv_impl to 'auto'"):
+  with pytest.raises(EgmError, match=r"CPU only, not on gpu; use conv_impl\('auto'\)"):
     conv.resolve('onednn')
 
 
@@ -159,14 +156,14 @@ def test_the_build_is_cached_and_a_failing_compiler_is_reported(monkeypatch, tmp
   monkeypatch.setenv('CXX', 'false')
   with pytest.raises(RuntimeError, match='compiling onednn_conv.cc failed'):
     onednn_build._build(library.parent, header.parents[2])
-  assert list(tmp_path.iterdir()) == []  # nothing half-built left behind
+  # nothing half-built left behind: only the lock that made concurrent builds wait
+  assert [f.suffix for f in tmp_path.iterdir()] == ['.lock']
   cached = tmp_path / pathlib.Path(onednn_build.status()[1]).name
   cached.write_bytes(b'built before')  # a library already in the cache is not rebuilt
   assert onednn_build._build(library.parent, header.parents[2]) == cached
 
 
 def test_a_plain_flax_conv_under_fast_convolutions_runs_onednn(monkeypatch):
-  from egm.nets import fast_convolutions
   monkeypatch.setattr(jax, 'device_count', lambda: 1)
   layer = nn.Conv(16, (3, 3))
   x = normal(8, (4, 12, 12, 8))

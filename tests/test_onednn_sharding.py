@@ -1,4 +1,4 @@
-"""egm.nets.onednn_sharding: on a mesh of several devices oneDNN's convolution runs on each
+"""egm.cpu.onednn_sharding: on a mesh of several devices oneDNN's convolution runs on each
 device's slice of the batch (no gather of activations), the kernel gradient sums the slices,
 and values and gradients equal a float64 lax convolution's; a batch the mesh does not divide
 and `jax.vmap` still give lax's values; each device's calls run on its share of the cores."""
@@ -9,7 +9,7 @@ import pytest
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from egm.nets import onednn_build, onednn_conv, onednn_sharding
+from egm.cpu import onednn_build, onednn_conv, onednn_sharding
 
 DEVICES = 8
 DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from configs import abp_fashion, ebm_toy2d, triangle_digits
-from egm import experiment, parallel, trainer
+from egm.run import experiment, parallel, trainer
 from egm.methods import DataSpec, make_method
 
 

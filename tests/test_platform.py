@@ -7,7 +7,8 @@ import pytest
 import per_example_config
 import platform_methods
 from configs import default, triangle_digits
-from egm import config_args, config_defaults, parallel, trainer
+from egm.config import arguments, defaults
+from egm.run import parallel, trainer
 from egm.errors import EgmError
 from egm.evaluation import metrics, registry  # noqa: F401  (metrics registers the built-in ones)
 from egm.methods import (CAPABILITIES, METHODS, DataSpec, Method, generative_methods,
@@ -58,13 +59,13 @@ def test_the_classifier_is_not_listed_as_a_generative_method():
 
 
 def test_base_config_is_assembled_from_the_methods_sections():
-  config = config_defaults.base_config()
+  config = defaults.base_config()
   for name, cls in METHODS.items():
     section = cls.config_section()
     if section is not None:
       assert config[name].to_dict() == section.to_dict(), name
   assert config.row_means.noise == 0.01  # a method registered outside egm gets its section too
-  smoke = config_defaults.smoke(config_defaults.base_config())
+  smoke = defaults.smoke(defaults.base_config())
   assert smoke.ebm.n_steps == 5 and smoke.coopnets.n_steps == 3  # each method's own shrink
 
 
@@ -77,19 +78,19 @@ def test_a_method_sees_its_section_and_the_data_spec_not_the_whole_config():
 
 
 def test_config_arguments_smoke_and_key_values():
-  config = default.finish(config_defaults.base_config(), 'smoke,model.width=32,z_dim=5,seed=3')
+  config = default.finish(defaults.base_config(), 'smoke,model.width=32,z_dim=5,seed=3')
   assert (config.model.width, config.model.z_dim, config.seed) == (32, 5, 3)
   assert config.train.num_steps == 6  # smoke applied, explicit values win over it
-  config = config_args.apply(config_defaults.base_config(), 'ebm.persistent=true,ebm.step_size=0.5')
+  config = arguments.apply(defaults.base_config(), 'ebm.persistent=true,ebm.step_size=0.5')
   assert config.ebm.persistent is True and config.ebm.step_size == 0.5
   with pytest.raises(EgmError, match="'step_size' is ambiguous.*coopnets.step_size.*ebm.step_size"):
-    config_args.apply(config_defaults.base_config(), 'step_size=0.5')
+    arguments.apply(defaults.base_config(), 'step_size=0.5')
   with pytest.raises(EgmError, match="unknown key 'widht'.*model.width"):
-    config_args.apply(config_defaults.base_config(), 'widht=3')
+    arguments.apply(defaults.base_config(), 'widht=3')
   with pytest.raises(EgmError, match="'abc' is not a int"):
-    config_args.apply(config_defaults.base_config(), 'model.width=abc')
+    arguments.apply(defaults.base_config(), 'model.width=abc')
   with pytest.raises(EgmError, match="Unknown config argument 'smok'"):
-    config_args.apply(config_defaults.base_config(), 'smok')
+    arguments.apply(defaults.base_config(), 'smok')
 
 
 def _train_row_means(tmp_path, name, mesh_devices=None, num_steps=12, monkeypatch=None):

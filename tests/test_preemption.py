@@ -11,7 +11,7 @@ import numpy as np
 
 import phased_per_example_config
 from benchmarks import kill
-from egm import trainer
+from egm.run import trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

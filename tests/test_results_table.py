@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from egm import results_table
+from studies import results_table
 from egm.errors import EgmError
 
 

@@ -12,7 +12,7 @@ import pytest
 from scipy import optimize
 
 from configs import srinf_celeba, srinf_cifar, srinf_fashion, triangle_toy2d
-from egm import trainer
+from egm.run import trainer
 from egm.errors import EgmError
 from egm.methods import DataSpec, has_capability, make_method
 from egm.methods.srinf import Srinf, short_run

@@ -1,10 +1,11 @@
-"""The learned step's rank among fixed steps in egm.srinf_step_grid's table."""
+"""The learned step's rank among fixed steps in studies.srinf_step_grid's table."""
 import chex
 import jax
 import numpy as np
 import pytest
 
-from egm import experiment, srinf_step_grid
+from egm.run import experiment
+from studies import srinf_step_grid
 
 
 def _row(run, learned, mse, refit=1.0):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from benchmarks import torch_updates, training
-from egm import experiment
+from egm.run import experiment
 from egm.methods import DataSpec, make_method
 
 torch = pytest.importorskip('torch')

@@ -1,9 +1,9 @@
-"""egm.toy_density_table: the goal per row, the table, resuming a stopped study."""
+"""studies.toy_density_table: the goal per row, the table, resuming a stopped study."""
 import json
 
 import pytest
 
-from egm import toy_density_table
+from studies import toy_density_table
 
 
 def _row(method, density, untrained, trained, stopped=None):

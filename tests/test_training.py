@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from configs import triangle_digits, triangle_toy2d
-from egm import experiment, parallel, trainer
+from egm.run import experiment, parallel, trainer
 from egm.errors import EgmError
 from egm.evaluation import evaluate
-from egm.metric_writer import NonFiniteLossError
+from egm.run.metric_writer import NonFiniteLossError
 
 
 def _leaves(state):

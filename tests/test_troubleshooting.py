@@ -18,7 +18,8 @@ import time
 import pytest
 from absl import flags
 
-from egm import cli, data, distributed, experiment
+from egm import cli, data
+from egm.run import distributed, experiment
 from egm.errors import EgmError
 from troubleshooting_cases import CASES, CHECKPOINT_ROWS, OTHER_ROWS, TOY, Case, readme_table
 

@@ -8,8 +8,8 @@ import os
 
 import jax
 
-from egm import config_defaults
-from egm.checkpointing import Checkpointer
+from egm.config import defaults
+from egm.run.checkpointing import Checkpointer
 from egm.errors import EgmError
 from egm.evaluation import images
 from egm.evaluation.context import EvalContext
@@ -67,7 +67,7 @@ def run_config(workdir: str, given=None, overrides=None):
                      'config with --config=configs/NAME.py, or point --workdir at a run.')
     return given
   with open(path) as f:
-    config = config_defaults.with_defaults(json.load(f))
+    config = defaults.with_defaults(json.load(f))
   if given is not None:
     warn_if_config_differs(given, workdir, using_saved=True)
   for key, value in (overrides or {}).items():
@@ -84,7 +84,7 @@ def evaluate(config, workdir: str) -> dict:
 
   The checkpoint is the newest, or the one of step `config.eval.checkpoint_step` if not 0.
   """
-  from egm import experiment
+  from egm.run import experiment
   if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
     raise EgmError(
         f'No checkpoint in {os.path.abspath(workdir)}: train first with '

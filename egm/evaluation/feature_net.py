@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from egm import config_defaults
-from egm.checkpointing import Checkpointer
+from egm.config import defaults
+from egm.run.checkpointing import Checkpointer
 from egm.errors import EgmError
 from egm.evaluation import feature_metrics
 from egm.methods import DataSpec, make_method
@@ -56,7 +56,7 @@ def load_feature_net(workdir: str, image_shape) -> FeatureNet:
     raise EgmError(f'config.eval.feature_workdir={workdir!r} holds no classifier run (no '
                    f'config.json). {_TRAIN_HINT}')
   with open(path) as f:
-    config = config_defaults.with_defaults(json.load(f))
+    config = defaults.with_defaults(json.load(f))
   if config.method != 'classifier':
     raise EgmError(f'config.eval.feature_workdir={workdir!r} is a {config.method!r} run, not a '
                    f'classifier. {_TRAIN_HINT}')

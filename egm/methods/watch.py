@@ -1,4 +1,4 @@
-"""What the divergence guard (egm/guard.py) watches in a method, and the cheap in-update
+"""What the divergence guard (egm/run/guard.py) watches in a method, and the cheap in-update
 statistics behind it.
 
 A method declares a `Watch` as its class attribute `watch`: which of its update's metrics
@@ -13,7 +13,7 @@ import dataclasses
 import jax.numpy as jnp
 import optax
 
-# Failure kinds the guard detects (egm/guard.py), each with its own knobs in `Watch.knobs`.
+# Failure kinds the guard detects (egm/run/guard.py), each with its own knobs in `Watch.knobs`.
 KINDS = ('non_finite', 'energy', 'grad_norm', 'energy_gap', 'flat_energy', 'clamp', 'collapse')
 
 

@@ -1,6 +1,5 @@
 """The built-in networks, registered by `<family>_<role>` name (see registry.py)."""
 from egm.errors import EgmError
-from egm.nets.conv import conv_impl
 from egm.nets.encoder import ConvEncoder, MLPEncoder
 from egm.nets.energy import ConvEnergy, MLPEnergy
 from egm.nets.generator import ConvGenerator, MLPGenerator
@@ -62,28 +61,28 @@ def mlp_encoder(model, x_shape):
 @register_network('conv_energy')
 def conv_energy(model, x_shape):
   del x_shape
-  return ConvEnergy(model.width, model.energy_reference_std, conv_impl=conv_impl(model),
+  return ConvEnergy(model.width, model.energy_reference_std,
                     compute_dtype=energy_dtype(model))
 
 
 @register_network('conv_generator', latent_shape=_vector_latent)
 def conv_generator(model, x_shape):
-  return ConvGenerator(x_shape[0], x_shape[2], model.width, conv_impl(model))
+  return ConvGenerator(x_shape[0], x_shape[2], model.width)
 
 
 @register_network('conv_encoder')
 def conv_encoder(model, x_shape):
   del x_shape
-  return ConvEncoder(model.z_dim, model.width, conv_impl(model))
+  return ConvEncoder(model.z_dim, model.width)
 
 
 @register_network('texture_energy')
 def texture_energy(model, x_shape):
   return TextureEnergy(model.width, model.energy_reference_std,
-                       texture_energy_stages(model, x_shape[0]), conv_impl(model))
+                       texture_energy_stages(model, x_shape[0]))
 
 
 @register_network('texture_generator',
                   latent_shape=lambda model, x_shape: texture_latent_shape(x_shape[0], model.z_dim))
 def texture_generator(model, x_shape):
-  return TextureGenerator(x_shape[2], model.width, conv_impl(model))
+  return TextureGenerator(x_shape[2], model.width)

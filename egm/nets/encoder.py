@@ -10,20 +10,19 @@ class ConvEncoder(nn.Module):
   """(B,S,S,C') -> (mu, logvar), each (B,z_dim): the energy trunk with BatchNorm, then Dense.
 
   The latent methods give C' = C + 1 channels: the zero-filled image and its observation
-  mask (`egm.methods.base.observed_input`). Convolutions are `conv.Conv` (`conv_impl`),
+  mask (`egm.methods.base.observed_input`). Convolutions are `conv.Conv`,
   with `nn.Conv`'s parameters.
   """
   z_dim: int
   width: int = 64
-  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     stages, _ = layers.image_stages(x.shape[1])
-    h = layers.leaky_relu(Conv(self.width, (3, 3), padding='SAME', impl=self.conv_impl)(x))
+    h = layers.leaky_relu(Conv(self.width, (3, 3), padding='SAME')(x))
     for i in range(stages):
       h = Conv(self.width * 2 ** (i + 1), (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
-               use_bias=False, impl=self.conv_impl)(h)
+               use_bias=False)(h)
       h = layers.leaky_relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(h))
     out = nn.Dense(2 * self.z_dim)(layers.flatten(h))
     mu, logvar = jnp.split(out, 2, axis=-1)

@@ -22,7 +22,7 @@ class ConvEnergy(nn.Module):
 
   The trunk of `layers.ConvTrunk`, then a conv over the whole base x base map
   (VALID) to one channel: 5 convolutions for 32 px, LeakyReLU 0.2, no norm;
-  plus `reference_energy(x, reference_std)`. `conv_impl` as in `conv.Conv`.
+  plus `reference_energy(x, reference_std)`.
 
   `compute_dtype` 'bfloat16' runs the network's convolutions and activations in
   bfloat16 (parameters, the input x, the returned energy and hence Langevin chain
@@ -30,13 +30,12 @@ class ConvEnergy(nn.Module):
   """
   width: int = 64
   reference_std: float = 0.0
-  conv_impl: str = 'auto'
   compute_dtype: str = 'float32'
 
   @nn.compact
   def __call__(self, x):
-    h = layers.ConvTrunk(self.width, self.conv_impl)(x.astype(self.compute_dtype))
-    h = Conv(1, h.shape[1:3], padding='VALID', impl=self.conv_impl)(h)
+    h = layers.ConvTrunk(self.width)(x.astype(self.compute_dtype))
+    h = Conv(1, h.shape[1:3], padding='VALID')(h)
     energy = jnp.reshape(h, (x.shape[0],)).astype(x.dtype)
     return energy + reference_energy(x, self.reference_std)
 

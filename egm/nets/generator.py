@@ -12,12 +12,11 @@ class ConvGenerator(nn.Module):
   Dense to a base x base map of width*2^stages channels, then per stage a
   learned 2x upsampling (`layers.Upsample2x`, in place of ConvTranspose 4x4
   stride 2) halving the channels, each followed by BatchNorm and ReLU, and a
-  final conv3x3 to C channels. `conv_impl` as in `conv.Conv`.
+  final conv3x3 to C channels.
   """
   image_size: int
   channels: int
   width: int = 64
-  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, z, train: bool = True):
@@ -26,8 +25,8 @@ class ConvGenerator(nn.Module):
     h = nn.Dense(base * base * self.width * 2 ** stages, use_bias=False)(z)
     h = norm(jnp.reshape(h, (z.shape[0], base, base, self.width * 2 ** stages)))
     for i in reversed(range(stages)):
-      h = norm(layers.Upsample2x(self.width * 2 ** i, use_bias=False, conv_impl=self.conv_impl)(h))
-    return jnp.tanh(Conv(self.channels, (3, 3), padding='SAME', impl=self.conv_impl)(h))
+      h = norm(layers.Upsample2x(self.width * 2 ** i, use_bias=False)(h))
+    return jnp.tanh(Conv(self.channels, (3, 3), padding='SAME')(h))
 
 
 class MLPGenerator(nn.Module):

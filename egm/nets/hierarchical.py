@@ -32,7 +32,7 @@ import jax.numpy as jnp
 
 from egm.errors import EgmError
 from egm.nets import layers
-from egm.nets.conv import Conv, conv_impl
+from egm.nets.conv import Conv
 from egm.nets.registry import register_network
 
 INJECT_CHANNELS = 4  # channels of the map a lower latent is projected to (reference: 4)
@@ -113,14 +113,13 @@ def gelu(x):
 
 
 class ResidualBlock(nn.Module):
-  """x + GELU(conv3x3(GELU(conv3x3(x)))); channels kept. `conv_impl` as in `conv.Conv`."""
-  conv_impl: str = 'auto'
+  """x + GELU(conv3x3(GELU(conv3x3(x)))); channels kept."""
 
   @nn.compact
   def __call__(self, x):
     features = x.shape[-1]
-    h = gelu(Conv(features, (3, 3), padding='SAME', impl=self.conv_impl)(x))
-    return x + gelu(Conv(features, (3, 3), padding='SAME', impl=self.conv_impl)(h))
+    h = gelu(Conv(features, (3, 3), padding='SAME')(x))
+    return x + gelu(Conv(features, (3, 3), padding='SAME')(h))
 
 
 class ConvHierarchicalGenerator(nn.Module):
@@ -129,7 +128,6 @@ class ConvHierarchicalGenerator(nn.Module):
   channels: int
   width: int
   latent_dims: tuple[int, ...]
-  conv_impl: str = 'auto'
 
   def level_sides(self) -> list[int]:
     top = len(self.latent_dims) - 1
@@ -147,14 +145,13 @@ class ConvHierarchicalGenerator(nn.Module):
     parts = split_latent(z, self.latent_dims)
     sides, chans, b = self.level_sides(), self.level_channels(), z.shape[0]
     h = nn.Dense(sides[0] * sides[0] * chans[0])(parts[0])
-    impl = self.conv_impl
-    h = ResidualBlock(impl)(gelu(h.reshape(b, sides[0], sides[0], chans[0])))
+    h = ResidualBlock()(gelu(h.reshape(b, sides[0], sides[0], chans[0])))
     for z_l, side, ch in zip(parts[1:], sides[1:], chans[1:]):
-      h = gelu(layers.Upsample2x(ch, conv_impl=impl)(h))
+      h = gelu(layers.Upsample2x(ch)(h))
       inject = nn.Dense(side * side * INJECT_CHANNELS)(z_l)
       inject = gelu(inject.reshape(b, side, side, INJECT_CHANNELS))
-      h = ResidualBlock(impl)(h + Conv(ch, (3, 3), padding='SAME', impl=impl)(inject))
-    return jnp.tanh(Conv(self.channels, (3, 3), padding='SAME', impl=impl)(h))
+      h = ResidualBlock()(h + Conv(ch, (3, 3), padding='SAME')(inject))
+    return jnp.tanh(Conv(self.channels, (3, 3), padding='SAME')(h))
 
 
 class MLPHierarchicalGenerator(nn.Module):
@@ -185,8 +182,7 @@ def _flat_latent(model, x_shape):
 def conv_hierarchical_generator(model, x_shape):
   dims = latent_dims(model)
   check_fits(dims, x_shape)
-  return ConvHierarchicalGenerator(x_shape[0], x_shape[2], model.width, dims,
-                                   conv_impl(model))
+  return ConvHierarchicalGenerator(x_shape[0], x_shape[2], model.width, dims)
 
 
 @register_network('mlp_hierarchical_generator', latent_shape=_flat_latent)

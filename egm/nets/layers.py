@@ -43,18 +43,15 @@ class ConvTrunk(nn.Module):
 
   conv3x3(width) then one conv4x4 stride-2 per stage, doubling channels, LeakyReLU 0.2:
   for 32 px and width 64 this is the 64 -> 128 -> 256 -> 512 ConvNet of the short-run EBM.
-  `conv_impl` as in `conv.Conv` ('auto' | 'lax' | 'matmul').
   """
   width: int
-  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
     stages, _ = image_stages(x.shape[1])
-    x = leaky_relu(Conv(self.width, (3, 3), padding='SAME', impl=self.conv_impl)(x))
+    x = leaky_relu(Conv(self.width, (3, 3), padding='SAME')(x))
     for i in range(stages):
-      x = Conv(self.width * 2 ** (i + 1), (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
-               impl=self.conv_impl)(x)
+      x = Conv(self.width * 2 ** (i + 1), (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))(x)
       x = leaky_relu(x)
     return x
 
@@ -68,12 +65,10 @@ class Upsample2x(nn.Module):
   """
   features: int
   use_bias: bool = True
-  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
-    h = Conv(4 * self.features, (3, 3), padding='SAME', use_bias=self.use_bias,
-             impl=self.conv_impl)(x)
+    h = Conv(4 * self.features, (3, 3), padding='SAME', use_bias=self.use_bias)(x)
     b, height, width, _ = h.shape
     h = h.reshape(b, height, width, 2, 2, self.features).transpose(0, 1, 3, 2, 4, 5)
     return h.reshape(b, 2 * height, 2 * width, self.features)

@@ -8,7 +8,9 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from egm import config_defaults, data, parallel, write_errors
+from egm import data
+from egm.config import defaults
+from egm.run import parallel, write_errors
 from egm.errors import EgmError, first_few
 from egm.methods import DataSpec, make_method
 
@@ -70,7 +72,7 @@ def config_differences(saved: dict, config) -> list[str]:
   run's saved config (a config.json dict; keys added since take their defaults)."""
   def flat(c):
     return traverse_util.flatten_dict(json.loads(json.dumps(c.to_dict())), sep='.')
-  run, now = flat(config_defaults.with_defaults(saved)), flat(config)
+  run, now = flat(defaults.with_defaults(saved)), flat(config)
   return [f'{key}: run {run.get(key, "absent")!r}, now {value!r}'
           for key, value in sorted(now.items())
           if run.get(key) != value and not key.startswith(RESUMABLE_KEYS)]

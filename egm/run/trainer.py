@@ -4,7 +4,7 @@
 `data`; state replicated except its `per_example` rows, sharded on `data`); the loop
 feeds each phase's batches, logs, writes sample grids and checkpoints, resumes from the
 newest checkpoint (in the phase it was written in) and saves on SIGTERM. The divergence
-guard (egm/guard.py) checks the metrics fetched at log steps and, with the state, before
+guard (egm/run/guard.py) checks the metrics fetched at log steps and, with the state, before
 every checkpoint; it stops the run or rolls it back to the last good checkpoint.
 """
 import dataclasses
@@ -15,12 +15,13 @@ import time
 import jax
 import numpy as np
 
-from egm import data, experiment, parallel, phases
-from egm.checkpointing import Checkpointer
+from egm import data
+from egm.run import experiment, parallel, phases
+from egm.run.checkpointing import Checkpointer
 from egm.evaluation import images
-from egm.guard import Guard
+from egm.run.guard import Guard
 from egm.methods import has_capability, make_method
-from egm.metric_writer import MetricWriter
+from egm.run.metric_writer import MetricWriter
 
 
 class _StopFlag:

@@ -7,8 +7,8 @@
 
 Inside the context a `flax.linen.intercept_methods` interceptor computes each eligible
 `nn.Conv.__call__` as egm's convolution (on a CPU run oneDNN's,
-`onednn_conv.conv`; else `conv.matmul_conv`, im2col + one GEMM, or `lax_conv.conv`, as
-`conv.resolve` picks for egm's own modules) with the layer's own parameters
+`onednn_conv.conv`; else `convolution.matmul_conv`, im2col + one GEMM, or `lax_conv.conv`, as
+`convolution.resolve` picks for egm's own modules) with the layer's own parameters
 ('kernel' (kh, kw, cin, cout), 'bias' (cout,), created by the layer's initialisers), so
 parameters, outputs and gradients are those of `nn.Conv` up to float32 rounding. It is a
 context manager rather than a sampler option because the implementation of a convolution
@@ -23,7 +23,7 @@ Eligible: a layer of exactly type `nn.Conv`, 2-D (input (*batch, H, W, C)), any 
 padding 'SAME', 'SAME_LOWER', 'VALID' or non-negative explicit pads, float32 input,
 parameters and compute, and none of: input or kernel dilation, feature groups, a mask, a
 precision, a custom `promote_dtype` or conv function. Where oneDNN is not used, an eligible
-layer that `conv.resolve` keeps on lax (under impl='auto' on CPU: few output channels or
+layer that `convolution.resolve` keeps on lax (under impl='auto' on CPU: few output channels or
 FLOPs, or a narrow stride-1 conv with large patches) runs `lax_conv.conv` on CPU, as egm's
 own modules do (lax's forward, a plain-convolution input gradient; no forward-mode
 derivatives), and the original `nn.Conv` call on other backends. Every other layer runs the
@@ -43,7 +43,7 @@ from flax.linen import dtypes
 from flax.linen.linear import canonicalize_padding
 
 from egm.errors import EgmError
-from egm.nets import conv, conv_transpose
+from egm.cpu import conv_transpose, convolution, switch
 
 IMPLS = ('auto', 'matmul')
 PADDING_NAMES = ('SAME', 'SAME_LOWER', 'VALID')
@@ -53,14 +53,18 @@ PADDING_NAMES = ('SAME', 'SAME_LOWER', 'VALID')
 def fast_convolutions(impl: str = 'auto'):
   """Routes eligible `nn.Conv` calls traced inside through egm's convolution.
 
-  `impl` 'auto' follows `conv.resolve` per layer, as egm's own modules do (on CPU
-  `onednn_conv.conv`, `conv.matmul_conv` or `lax_conv.conv`); 'matmul' takes every eligible layer to
-  `conv.matmul_conv` on any backend. Usable as a decorator: `fast_convolutions()(fn)`
+  `impl` 'auto' follows `convolution.resolve` per layer, as egm's own modules do (on CPU
+  `onednn_conv.conv`, `convolution.matmul_conv` or `lax_conv.conv`; with `EGM_CPU=off` the
+  layers keep their own call); 'matmul' takes every eligible layer to
+  `convolution.matmul_conv` on any backend. Usable as a decorator: `fast_convolutions()(fn)`
   enters the context on each call of `fn`.
   """
   if impl not in IMPLS:
     raise EgmError(f'fast_convolutions(impl={impl!r}): impl must be one of {IMPLS} '
                    "('auto': egm's own choice per layer and backend; 'matmul': always).")
+  if impl == 'auto' and not switch.enabled():
+    yield
+    return
   with nn.intercept_methods(functools.partial(_intercept, impl=impl)):
     yield
 
@@ -100,9 +104,9 @@ def _plan(module: nn.Conv, inputs, impl: str):
   pads = _explicit_pads(module.padding, kernel_size, strides, in_size)
   if pads is None or any(n + lo + hi < k for n, (lo, hi), k in zip(in_size, pads, kernel_size)):
     return None  # a mode the fast path lacks, or an empty output: nn.Conv's own call
-  choice = conv.implementation(impl, module.features, jnp.shape(inputs), kernel_size, strides,
-                                pads)
-  if choice != 'matmul' and jax.default_backend() != 'cpu':
+  choice = convolution.implementation(impl, module.features, jnp.shape(inputs), kernel_size,
+                                      strides, pads)
+  if choice != 'matmul' and not switch.cpu_backend():
     return None
   return kernel_size, strides, pads, choice
 
@@ -120,7 +124,7 @@ def _plan_transpose(module: nn.ConvTranspose, inputs, impl: str):
   plain = (kernel_dilation == (1, 1) and module.mask is None and module.precision is None
            and module.promote_dtype is dtypes.promote_dtype
            and getattr(module, 'preferred_element_type', None) is None)
-  if strides is None or not (float32 and plain and conv.onednn_usable()):
+  if strides is None or not (float32 and plain and convolution.onednn_usable()):
     return None
   try:
     padding = canonicalize_padding(module.padding, 2)
@@ -159,16 +163,16 @@ def _explicit_pads(padding, kernel_size, strides, in_size):
   if isinstance(padding, str):
     if padding.upper() not in PADDING_NAMES:
       return None
-    return conv.explicit_padding(padding.upper(), kernel_size, strides, in_size)
+    return convolution.explicit_padding(padding.upper(), kernel_size, strides, in_size)
   pads = tuple(tuple(p) for p in padding)
   return pads if all(isinstance(v, int) and v >= 0 for p in pads for v in p) else None
 
 
 def _call(module: nn.Conv, inputs, kernel_size, strides, pads, choice):
-  """`module`'s output for `inputs` (*batch, H, W, C) through `conv.convolve` (`choice`
+  """`module`'s output for `inputs` (*batch, H, W, C) through `convolution.convolve` (`choice`
   'onednn', 'matmul' or 'lax')."""
   return _apply(module, inputs, (*kernel_size, inputs.shape[-1], module.features),
-                lambda x, kernel: conv.convolve(x, kernel, strides, pads, choice))
+                lambda x, kernel: convolution.convolve(x, kernel, strides, pads, choice))
 
 
 def _call_transpose(module: nn.ConvTranspose, inputs, kernel_size, strides, forward_pads,

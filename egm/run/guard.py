@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from egm.errors import EgmError
 from egm.methods.watch import Watch
-from egm.metric_writer import NonFiniteLossError
+from egm.run.metric_writer import NonFiniteLossError
 
 POLICIES = ('stop', 'rollback', 'off')
 

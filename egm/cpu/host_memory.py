@@ -37,11 +37,15 @@ allocations are concerned.
 import ctypes
 import ctypes.util
 import glob
+import json
 import os
 import platform
 import sys
 
+from egm.cpu import switch
 from egm.errors import EgmError
+
+_restarted_with = ''  # the setting this process was re-executed for, '' if it was not
 
 # mallopt parameter numbers, from glibc's <malloc.h>.
 M_TRIM_THRESHOLD = -1
@@ -55,6 +59,9 @@ JEMALLOC_CONF = 'oversize_threshold:0,thp:always,metadata_thp:auto'
 JEMALLOC_PACKAGES = ('Debian/Ubuntu: apt install libjemalloc2; Fedora: dnf install jemalloc; '
                      'conda: conda install -c conda-forge jemalloc')
 VARIABLE = 'EGM_HOST_MALLOC'
+# Set in the environment of a process egm re-executes: what to put back (`take_restart_note`).
+RESTORE_VARIABLE = 'EGM_HOST_MALLOC_RESTORE'
+CHANGED_VARIABLES = ('LD_PRELOAD', 'MALLOC_CONF', 'GLIBC_TUNABLES')
 CHOICES = ('auto', 'jemalloc', 'hugepages', 'retain', 'glibc')
 
 
@@ -104,14 +111,38 @@ def restart_with_jemalloc(library: str):
   """Re-executes this process with `library` first in `LD_PRELOAD` and `JEMALLOC_CONF` ahead
   of the user's `MALLOC_CONF` (jemalloc lets later options win); does not return."""
   conf = ','.join(c for c in (JEMALLOC_CONF, os.environ.get('MALLOC_CONF', '')) if c)
-  _restart(dict(os.environ, LD_PRELOAD=' '.join([library] + _preloaded()), MALLOC_CONF=conf))
+  _restart(dict(os.environ, LD_PRELOAD=' '.join([library] + _preloaded()), MALLOC_CONF=conf),
+           'jemalloc')
 
 
-def _restart(env: dict):
-  """Re-executes this process (`sys.orig_argv`: same pid, arguments and streams) in `env`."""
+def _restart(env: dict, setting: str):
+  """Re-executes this process (`sys.orig_argv`: same pid, arguments and streams) in `env`,
+  with a note (`RESTORE_VARIABLE`) of the environment it had, which the new process puts
+  back (`take_restart_note`)."""
+  note = {'pid': os.getpid(), 'setting': setting,
+          'environment': {name: os.environ.get(name) for name in CHANGED_VARIABLES}}
   sys.stdout.flush()
   sys.stderr.flush()
-  os.execve(sys.executable, sys.orig_argv, env)
+  os.execve(sys.executable, sys.orig_argv, dict(env, **{RESTORE_VARIABLE: json.dumps(note)}))
+
+
+def take_restart_note() -> str:
+  """In a process egm re-executed: puts back the environment it had before (`LD_PRELOAD`,
+  `MALLOC_CONF`, `GLIBC_TUNABLES`; they were read when it started), so that the processes it
+  starts inherit none of egm's settings; returns the setting it was re-executed for ('' in
+  any other process). A note another process left (its pid differs) is dropped."""
+  global _restarted_with
+  text = os.environ.pop(RESTORE_VARIABLE, None)
+  if text:
+    note = json.loads(text)
+    if note.get('pid') == os.getpid():
+      for name, value in note['environment'].items():
+        if value is None:
+          os.environ.pop(name, None)
+        else:
+          os.environ[name] = value
+      _restarted_with = note['setting']
+  return _restarted_with
 
 
 def retain_freed_memory() -> bool:
@@ -164,21 +195,29 @@ def hugepages_need_restart() -> bool:
 def restart_with_hugepages():
   """Re-executes this process (`sys.orig_argv`) with `HUGEPAGE_TUNABLE` added to
   `GLIBC_TUNABLES`; does not return."""
-  _restart(dict(os.environ, GLIBC_TUNABLES=':'.join(_tunables() + [HUGEPAGE_TUNABLE])))
+  _restart(dict(os.environ, GLIBC_TUNABLES=':'.join(_tunables() + [HUGEPAGE_TUNABLE])),
+           'hugepages')
 
 
 def in_effect() -> str:
   """The allocator setting this process runs with: 'jemalloc', 'hugepages' (the tunable is
-  set) or 'glibc' ('retain' is reported by `apply_choice`, which sets it)."""
+  set, or this process was re-executed with it) or 'glibc' ('retain' is reported by
+  `apply_choice`, which sets it)."""
   if jemalloc_loaded():
     return 'jemalloc'
-  return 'hugepages' if HUGEPAGE_TUNABLE in _tunables() else 'glibc'
+  hugepages = HUGEPAGE_TUNABLE in _tunables() or _restarted_with == 'hugepages'
+  return 'hugepages' if hugepages else 'glibc'
 
 
 def apply_choice() -> str:
   """Applies `choice()`, re-executing the process where it needs a restart (see the module
   docstring); returns the setting in effect afterwards: 'jemalloc', 'hugepages', 'retain'
-  (where `mallopt` took the settings) or 'glibc'."""
+  (where `mallopt` took the settings) or 'glibc'. Inert (nothing applied, no restart) with
+  `EGM_CPU=off` and where JAX will run on a GPU or TPU (`switch`); a process re-executes
+  itself at most once."""
+  restarted = take_restart_note()
+  if not switch.enabled() or switch.accelerator_expected():
+    return in_effect()
   selected = choice()
   if selected == 'retain':
     return 'retain' if retain_freed_memory() else in_effect()
@@ -187,10 +226,10 @@ def apply_choice() -> str:
     if selected == 'jemalloc' and not library:
       raise EgmError(f'{VARIABLE}=jemalloc, but no jemalloc library (libjemalloc.so) was '
                      f'found. Fix: install it ({JEMALLOC_PACKAGES}), or unset {VARIABLE}.')
-    if jemalloc_needs_restart(library):
+    if jemalloc_needs_restart(library) and not restarted:
       restart_with_jemalloc(library)
     if jemalloc_loaded() or selected == 'jemalloc':
       return in_effect()
-  if selected in ('auto', 'hugepages') and hugepages_need_restart():
+  if selected in ('auto', 'hugepages') and hugepages_need_restart() and not restarted:
     restart_with_hugepages()
   return in_effect()

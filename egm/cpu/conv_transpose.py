@@ -16,7 +16,7 @@ import inspect
 import jax.numpy as jnp
 from jax import lax
 
-from egm.nets import onednn_conv
+from egm.cpu import onednn_conv
 
 PADDING_NAMES = ('SAME', 'VALID')
 # Whether lax.conv_transpose reads explicit pads as the forward convolution's (newer JAX's

@@ -1,6 +1,6 @@
 """srinf's learned step size against a grid of fixed steps, every run trained the same way.
 
-    python -m egm.srinf_step_grid --out runs/srinf_grid \
+    python -m studies.srinf_step_grid --out runs/srinf_grid \
       --data_source idx:data/fashion_mnist/usr/share/datasets/fashion-mnist \
       --grid 0.0125,0.025,0.05,0.1,0.2 --learned_inits 0.05,0.2 --updates 100 \
       --set srinf.n_steps=10,train.batch_size=32,data.image_size=14,srinf.latent_dims=32/64
@@ -35,8 +35,9 @@ import numpy as np
 import optax
 
 from configs import srinf_fashion
-from egm import data, experiment, trainer
-from egm.checkpointing import Checkpointer
+from egm import data
+from egm.run import experiment, trainer
+from egm.run.checkpointing import Checkpointer
 from egm.data import dataset as dataset_lib
 from egm.evaluation import evaluate
 

@@ -72,10 +72,10 @@ def _value(config, key: str):
 
 def problems(config) -> list[str]:
   """One sentence per broken rule (and per conflict between keys) of `config`."""
-  from egm import config_defaults
-  defaults = config_defaults.base_config()
+  from egm.config import defaults
+  base = defaults.base_config()
   found = [f'config.{rule.key} is {_value(config, rule.key)!r}; it must be {rule.requirement} '
-           f'(default {_value(defaults, rule.key)!r}).'
+           f'(default {_value(base, rule.key)!r}).'
            for rule in RULES if not rule.ok(_value(config, rule.key))]
   try:
     size = max(1, config.data.image_size)

@@ -40,8 +40,6 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.energy_reference_std = 0.0  # >0 adds ‖x‖²/(2 std²) to E (Gaussian reference)
   # 'bfloat16': the image ConvNet energy computes in bf16 (chains, parameters stay float32)
   config.model.energy_dtype = 'float32'
-  # convolutions of the image nets: 'auto' (per layer, egm/nets/conv.py) | 'lax' | 'matmul'
-  config.model.conv_impl = 'auto'
   config.model.sigma = 0.3  # Gaussian observation noise of G, in [-1, 1] units
 
   config.optim = ml_collections.ConfigDict()
@@ -68,7 +66,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.keep_checkpoints = 3
   config.train.max_minutes = 0.0  # >0: stop (with a checkpoint) after this time; one process
 
-  # The divergence guard (egm/guard.py) checks the metrics fetched at log steps and before
+  # The divergence guard (egm/run/guard.py) checks the metrics fetched at log steps and before
   # every checkpoint against what the method watches (its `watch`, egm/methods/watch.py).
   config.guard = ml_collections.ConfigDict()
   config.guard.policy = 'stop'  # 'stop' (with a diagnosis) | 'rollback' | 'off'

@@ -8,17 +8,15 @@ calls run on each device's slice of the batch, and the kernel gradient sums the 
 partial kernels (`lax.psum` over the batch's mesh axes). A batch the mesh does not divide
 is gathered instead. The devices of one process run their calls at once, so each call takes
 that process's cores divided by its devices as OpenMP threads (the handlers' `threads`;
-0, OpenMP's default, on one device). `jax.vmap` over a call runs it slice by slice
-(`custom_vmap` + `lax.map`), as `vmap_method='sequential'` does on one device.
+0, OpenMP's default, on one device). `jax.vmap` is handled before these calls, by
+`conv_primitive`'s batching rule.
 """
 import functools
 import math
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.custom_batching import custom_vmap
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -58,20 +56,8 @@ def threads_per_call() -> int:
 
 @functools.cache
 def _batched(target: str, shape: tuple, attributes: tuple):
-  """The mesh-partitioned call for one handler, shape and attributes, vmappable."""
-  partitioned = _partitioned(target, shape, attributes)
-
-  @custom_vmap
-  def run(a, b):
-    return partitioned(a, b)
-
-  @run.def_vmap
-  def _sequential(axis_size, in_batched, a, b):
-    a, b = (v if batched else jnp.broadcast_to(v, (axis_size, *v.shape))
-            for v, batched in zip((a, b), in_batched))
-    return jax.lax.map(lambda ab: run(*ab), (a, b)), True
-
-  return run
+  """The mesh-partitioned call for one handler, shape and attributes."""
+  return _partitioned(target, shape, attributes)
 
 
 def _batch_axes(sharding, size: int, mesh):

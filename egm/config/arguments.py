@@ -1,12 +1,12 @@
 """The config argument after a config file's path: `configs/x.py:smoke,model.width=32,z_dim=16`.
 
-Comma-separated items: `smoke` shrinks the run to seconds (`config_defaults.smoke`);
+Comma-separated items: `smoke` shrinks the run to seconds (`defaults.smoke`);
 `key=value` sets a key, written in full (`model.width`) or by its last part alone when
 that names exactly one key (`width`). Values are parsed as the key's current type.
 """
 import ml_collections
 
-from egm import config_defaults
+from egm.config import defaults
 from egm.errors import EgmError
 
 
@@ -58,7 +58,7 @@ def apply(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.
   settings = []
   for item in filter(None, (part.strip() for part in (arg or '').split(','))):
     if item == 'smoke':
-      config_defaults.smoke(config)
+      defaults.smoke(config)
     elif '=' in item:
       settings.append(item.split('=', 1))
     else:

@@ -1,6 +1,6 @@
 """One config per method on every built-in 2-D density: trained against untrained.
 
-    python -m egm.toy_density_table --out runs/toy_densities \
+    python -m studies.toy_density_table --out runs/toy_densities \
       --methods triangle,ebm,coopnets --densities all
 
 Each (method, density) trains `configs/<method>_toy2d.py` unchanged but for its data source
@@ -24,11 +24,11 @@ import importlib
 import json
 import os
 
-from egm import experiment, trainer
+from egm.run import experiment, trainer
 from egm.data import TOY2D_NAMES
 from egm.errors import EgmError
 from egm.evaluation import evaluate
-from egm.guard import DivergenceError
+from egm.run.guard import DivergenceError
 
 DENSITY_TV_GOAL = 0.35
 SCORES = ('density_tv', 'sample_tv')

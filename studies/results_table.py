@@ -1,7 +1,7 @@
 """Trains every generative method on Fashion-MNIST for the same wall-clock budget, evaluates them
 with the same metrics and writes one markdown table (also into README.md between markers).
 
-    python -m egm.results_table --budget_minutes 4 --out runs/table \
+    python -m studies.results_table --budget_minutes 4 --out runs/table \
       --data_source idx:data/fashion_mnist/usr/share/datasets/fashion-mnist \
       --feature_workdir runs/classifier_fashion
 

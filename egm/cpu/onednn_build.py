@@ -4,11 +4,13 @@ The source is compiled once per (source, jaxlib, oneDNN) into a cache directory
 (`$EGM_NATIVE_CACHE`, else `~/.cache/egm/native`) with the C++ compiler `$CXX` (else `c++`),
 against the FFI headers jaxlib ships and the oneDNN of the `onednn-cpu-gomp` and
 `onednn-devel-cpu-gomp` wheels (egm's dependencies on Linux x86-64). A finished build is
-renamed into place, so processes that build at once do not see half a library. `status()`
-says whether the targets are registered, or why not (and logs the reason once as a
-warning); nothing here raises on a missing compiler or library.
+renamed into place under a lock, so processes that need it at once build it once and none
+sees half a library. `status()` says whether the targets are registered, or why not (and
+logs the reason once as a warning, with the fix; the convolutions then fall back to XLA's);
+nothing here raises on a missing compiler or library.
 """
 import ctypes
+import fcntl
 import functools
 import hashlib
 import importlib.metadata
@@ -16,6 +18,7 @@ import logging
 import os
 import pathlib
 import subprocess
+import sys
 import tempfile
 
 import jax
@@ -51,22 +54,35 @@ def _cache_dir() -> pathlib.Path:
 
 
 def _build(library_dir: pathlib.Path, include_dir: pathlib.Path) -> pathlib.Path:
-  """The compiled library for this source, jaxlib and oneDNN (built now if not cached)."""
+  """The compiled library for this source, jaxlib and oneDNN (built now if not cached).
+
+  Processes that need it at once build it once: the first takes a lock in the cache
+  directory and compiles (saying so on stderr), the others wait for it and load its result.
+  """
   key = hashlib.sha256(b'\0'.join([SOURCE.read_bytes(), jaxlib.__version__.encode(),
                                    str(library_dir).encode()])).hexdigest()[:16]
   target = _cache_dir() / f'egm_onednn_conv_{key}.so'
   if target.exists():
     return target
   target.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-    built = pathlib.Path(scratch) / target.name
-    command = [os.environ.get('CXX', 'c++'), '-O2', '-shared', '-fPIC', '-std=c++17',
-               '-w', f'-I{jax.ffi.include_dir()}', f'-I{include_dir}', str(SOURCE),
-               '-o', str(built), f'-L{library_dir}', '-ldnnl', f'-Wl,-rpath,{library_dir}']
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-      raise RuntimeError(f'compiling {SOURCE.name} failed: {result.stderr[-2000:]}')
-    os.replace(built, target)
+  with open(target.with_suffix('.lock'), 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if target.exists():  # built by the process that held the lock
+      return target
+    print(f"egm: compiling its oneDNN convolution into {target.parent} (once per jaxlib and "
+          'oneDNN version; about a minute)...', file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+      built = pathlib.Path(scratch) / target.name
+      command = [os.environ.get('CXX', 'c++'), '-O2', '-shared', '-fPIC', '-std=c++17',
+                 '-w', f'-I{jax.ffi.include_dir()}', f'-I{include_dir}', str(SOURCE),
+                 '-o', str(built), f'-L{library_dir}', '-ldnnl', f'-Wl,-rpath,{library_dir}']
+      try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+      except OSError as error:  # no compiler at all
+        raise RuntimeError(f'compiling {SOURCE.name} failed: {error}') from error
+      if result.returncode != 0:
+        raise RuntimeError(f'compiling {SOURCE.name} failed: {result.stderr[-2000:]}')
+      os.replace(built, target)
   return target
 
 

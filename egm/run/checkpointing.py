@@ -10,7 +10,7 @@ import sys
 import jax
 import orbax.checkpoint as ocp
 
-from egm import write_errors
+from egm.run import write_errors
 from egm.errors import EgmError, first_few
 
 CORRUPT_DIR = 'corrupt_checkpoints'  # under the workdir: checkpoints that did not read back

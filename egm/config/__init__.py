@@ -1,0 +1,1 @@
+"""Configuration: the defaults of every key, the checks of impossible values, the config argument."""
