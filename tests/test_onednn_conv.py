@@ -148,7 +148,7 @@ def test_onednn_requested_where_it_cannot_be_built_names_the_fix(monkeypatch):
     conv.resolve('onednn')
 
 
-def test_the_build_is_cached_and_a_failing_compiler_is_reported(monkeypatch, tmp_path):
+def test_the_build_is_cached_and_a_failing_compiler_is_reported(monkeypatch, tmp_path, capsys):
   library = onednn_build._find_in_distributions(onednn_build.RUNTIME_DISTRIBUTIONS, 'libdnnl.so')
   header = onednn_build._find_in_distributions(onednn_build.HEADER_DISTRIBUTIONS,
                                                'oneapi/dnnl/dnnl.hpp')
@@ -156,6 +156,7 @@ def test_the_build_is_cached_and_a_failing_compiler_is_reported(monkeypatch, tmp
   monkeypatch.setenv('CXX', 'false')
   with pytest.raises(RuntimeError, match='compiling onednn_conv.cc failed'):
     onednn_build._build(library.parent, header.parents[2])
+  assert 'compiling its oneDNN convolution' in capsys.readouterr().err  # said while it builds
   # nothing half-built left behind: only the lock that made concurrent builds wait
   assert [f.suffix for f in tmp_path.iterdir()] == ['.lock']
   cached = tmp_path / pathlib.Path(onednn_build.status()[1]).name
@@ -174,3 +175,13 @@ def test_a_plain_flax_conv_under_fast_convolutions_runs_onednn(monkeypatch):
     fast_y = fast(params)
   assert conv.onednn_conv.FORWARD in text
   np.testing.assert_allclose(fast_y, jax.jit(layer.apply)(params, x), atol=1e-5)
+
+
+def test_a_failed_build_falls_back_with_one_warning_that_names_the_fix(monkeypatch, tmp_path,
+                                                                       caplog):
+  monkeypatch.setenv('EGM_NATIVE_CACHE', str(tmp_path))
+  monkeypatch.setenv('CXX', 'false')
+  ok, why = onednn_build.status.__wrapped__()  # the uncached check, as on a first call
+  assert not ok and 'compiling onednn_conv.cc failed' in why and 'set $CXX' in why
+  warnings = [r for r in caplog.records if r.levelname == 'WARNING']
+  assert len(warnings) == 1 and "XLA's convolution runs instead" in warnings[0].getMessage()
