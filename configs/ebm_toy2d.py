@@ -5,7 +5,7 @@ from configs import default
 def get_config(arg=None):
   config = default.toy2d(default.get_config())
   config.method = 'ebm'
-  config.optim.lr_energy = 1e-3
+  config.ebm.optim.energy.lr = 1e-3
   # Temperature noise²/(2·step) = 1: exp(−E) itself is the density the chains sample (the MH
   # long run's proposal is this training step).
   config.ebm.n_steps = 60

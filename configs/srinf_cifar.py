@@ -19,7 +19,7 @@ def get_config(arg=None):
   config.srinf.latent_dims = '64,64,64,96,128'
   config.srinf.n_steps = 25
   config.srinf.step_size = 0.05
-  config.optim.lr_generator = 8e-5
+  config.srinf.optim.generator.lr = 8e-5
   config.train.batch_size = 100
   config.train.num_steps = 100_000
   return default.finish(config, arg)

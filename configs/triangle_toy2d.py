@@ -16,7 +16,7 @@ def get_config(arg=None):
   config.model.energy_reference_std = 2.0
   config.triangle.energy_l2 = 0.3
   config.triangle.energy_weight = 0.3
-  config.optim.lr_energy = 3e-4
-  config.optim.lr_generator = 1e-3
-  config.optim.lr_encoder = 1e-3
+  config.triangle.optim.energy.lr = 3e-4
+  config.triangle.optim.generator.lr = 1e-3
+  config.triangle.optim.encoder.lr = 1e-3
   return default.finish(config, arg)

@@ -163,9 +163,10 @@ def test_lowered_learning_rate_keeps_the_optimizer_state_and_scales_the_step():
   config = ebm_toy2d.get_config('smoke')
   config.optim.grad_clip = 0.0
   exp = experiment.build(config)
-  lowered = guard.scaled_learning_rates(config, ('optim.lr_energy',), 0.1)
-  assert lowered.optim.lr_energy == pytest.approx(0.1 * config.optim.lr_energy)
-  assert config.optim.lr_energy == ebm_toy2d.get_config('smoke').optim.lr_energy  # a copy
+  lowered = guard.scaled_learning_rates(config, ('ebm.optim.energy.lr',), 0.1)
+  lr = config.ebm.optim.energy.lr
+  assert lowered.ebm.optim.energy.lr == pytest.approx(0.1 * lr)
+  assert lr == ebm_toy2d.get_config('smoke').ebm.optim.energy.lr  # a copy
   slow = make_method(lowered, exp.data_spec)
   state = exp.method.init(jax.random.key(0), exp.example_batch())
   assert jax.tree.structure(state) == jax.tree.structure(slow.init(jax.random.key(0),
@@ -177,7 +178,7 @@ def test_lowered_learning_rate_keeps_the_optimizer_state_and_scales_the_step():
            for m in (exp.method, slow)]
   fast_moves, slow_moves = (np.concatenate([l.ravel() for l in jax.tree.leaves(m)])
                             for m in moves)
-  moved = fast_moves > 0.5 * config.optim.lr_energy
+  moved = fast_moves > 0.5 * lr
   assert moved.mean() > 0.5
   np.testing.assert_allclose(slow_moves[moved], 0.1 * fast_moves[moved], rtol=1e-3)
 
@@ -196,8 +197,8 @@ def _diverging(method, lr, **guard_settings):
   """A smoke config of `method` on 8 Gaussians with every learning rate at `lr`, checked
   every 2 steps (and before each checkpoint)."""
   config = {'ebm': ebm_toy2d, 'triangle': triangle_toy2d}[method].get_config('smoke')
-  for key in ('lr_energy', 'lr_generator', 'lr_encoder'):
-    config.optim[key] = lr
+  for network in config[method].optim.values():
+    network.lr = lr
   config.train.num_steps, config.train.log_every = 12, 2
   config.train.checkpoint_every, config.train.sample_every = 2, 1000
   for key, value in guard_settings.items():
@@ -231,7 +232,7 @@ def test_stop_policy_ends_with_a_diagnosis_and_keeps_no_bad_checkpoint(tmp_path,
   config.train.checkpoint_every = 1
   with pytest.raises(guard.DivergenceError, match=r'at step \d+: .*likely knobs: ') as error:
     trainer.train(config, str(tmp_path))
-  assert '--config.optim.lr_energy' in str(error.value)
+  assert f'--config.{method}.optim.energy.lr' in str(error.value)
   (event,) = _events(tmp_path)
   assert event['action'] == 'stop' and event['message'] == str(error.value)
   step = json.loads(open(tmp_path / 'metrics.jsonl').readlines()[-1])['step']
@@ -250,7 +251,7 @@ def test_rollback_lowers_the_learning_rate_and_finishes(tmp_path, capsys):
   trainer.train(config, str(tmp_path))
   events = _events(tmp_path)
   assert [e['action'] for e in events] == ['rollback']
-  assert events[0]['learning_rates'] == {'optim.lr_energy': pytest.approx(0.1)}
+  assert events[0]['learning_rates'] == {'ebm.optim.energy.lr': pytest.approx(0.1)}
   rows = [r for r in map(json.loads, open(tmp_path / 'metrics.jsonl')) if 'loss' in r]
   assert rows[-1]['step'] == 12 and all(math.isfinite(v) for v in rows[-1].values())
   assert all(abs(rows[-1][k]) < 1e3 for k in ('energy_data', 'energy_sample'))

@@ -32,7 +32,10 @@ def _points_config(**srinf):
   config.method, config.model.sigma = 'srinf', SIGMA
   config.srinf.latent_dims = ','.join(map(str, DIMS))
   config.srinf.n_steps = K
+  lr = srinf.pop('lr_step_size', None)
   config.srinf.update(srinf)
+  if lr is not None:
+    config.srinf.optim.step_size.lr = lr
   return config
 
 
@@ -318,7 +321,6 @@ def test_image_update_trains_the_hierarchical_generator():
     ('srinf.step_size', -0.05, 'srinf.step_size is -0.05'),
     ('srinf.n_steps', 0, 'srinf.n_steps is 0'),
     ('srinf.test_steps', -1, 'srinf.test_steps is -1'),
-    ('srinf.lr_step_size', -1e-3, 'srinf.lr_step_size is -0.001'),
     ('srinf.step_size_every', 0, 'srinf.step_size_every is 0'),
     ('srinf.step_size_param', 'per_pixel', "srinf.step_size_param is 'per_pixel'"),
     ('srinf.reverse_kernel', 'none', "srinf.reverse_kernel is 'none'"),

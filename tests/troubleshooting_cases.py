@@ -81,7 +81,7 @@ CASES = [
     Case('unknown-config-argument', 'config', 'an unknown config argument (`:smokey`)',
          ('configs/triangle_toy2d.py:smokey',), "Unknown config argument 'smokey'"),
     Case('override-wrong-type', 'config', 'a value of the wrong type in an override '
-         '(`--config.optim.lr_energy=abc`)', (TOY, '--config.optim.lr_energy=abc'),
+         '(`--config.optim.lr=abc`)', (TOY, '--config.optim.lr=abc'),
          'could not convert string to float'),
     Case('argument-wrong-type', 'config', 'a value of the wrong type in the config argument '
          '(`:width=abc`)', (TOY + ',width=abc',), "'abc' is not a int"),
@@ -119,7 +119,8 @@ CASES = [
     Case('sample-every-zero', 'config', '`train.sample_every=0`',
          (TOY, '--config.train.sample_every=0'), 'config.train.sample_every is 0'),
     Case('lr-negative', 'config', 'a negative learning rate',
-         (TOY, '--config.optim.lr_energy=-0.001'), 'config.optim.lr_energy is -0.001'),
+         (TOY, '--config.triangle.optim.energy.lr=-0.001'),
+         'config.triangle.optim.energy.lr is -0.001'),
     Case('adam-beta', 'config', 'Adam β1 outside [0, 1)', (TOY, '--config.optim.b1=1.5'),
          'config.optim.b1 is 1.5; it must be in [0, 1)'),
     Case('grad-clip-negative', 'config', 'a negative gradient clip',

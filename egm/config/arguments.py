@@ -70,5 +70,8 @@ def apply(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.
     section = config
     for part in parents:
       section = section[part]
-    section[leaf] = _parse(text.strip(), section[leaf])
+    like = section[leaf]
+    if like is None:  # an unset key (a placeholder): parse as the type it was declared with
+      like = section.get_ref(leaf).get_type()()
+    section[leaf] = _parse(text.strip(), like)
   return config

@@ -8,6 +8,7 @@ from typing import Callable, NamedTuple
 
 from egm.data import masks
 from egm.errors import EgmError
+from egm.methods import optim
 
 
 class Rule(NamedTuple):
@@ -25,10 +26,6 @@ def _positive(value):
   return value > 0
 
 
-def _unit_interval(value):  # [0, 1)
-  return 0 <= value < 1
-
-
 RULES = (
     Rule('seed', 'at least 0', _at_least(0)),
     Rule('train.batch_size', 'at least 1', _at_least(1)),
@@ -39,13 +36,6 @@ RULES = (
     Rule('train.sample_every', 'at least 1', _at_least(1)),
     Rule('train.keep_checkpoints', 'at least 0 (0 keeps every checkpoint)', _at_least(0)),
     Rule('train.max_minutes', 'at least 0 (0: no limit)', _at_least(0)),
-    Rule('optim.lr_energy', 'at least 0', _at_least(0)),
-    Rule('optim.lr_generator', 'at least 0', _at_least(0)),
-    Rule('optim.lr_encoder', 'at least 0', _at_least(0)),
-    Rule('optim.b1', 'in [0, 1)', _unit_interval),
-    Rule('optim.b2', 'in [0, 1)', _unit_interval),
-    Rule('optim.decay_per_epoch', 'positive (1: no decay)', _positive),
-    Rule('optim.grad_clip', 'at least 0 (0: no clipping)', _at_least(0)),
     Rule('model.width', 'at least 1', _at_least(1)),
     Rule('model.z_dim', 'at least 1', _at_least(1)),
     Rule('model.mlp_depth', 'at least 0', _at_least(0)),
@@ -77,6 +67,7 @@ def problems(config) -> list[str]:
   found = [f'config.{rule.key} is {_value(config, rule.key)!r}; it must be {rule.requirement} '
            f'(default {_value(base, rule.key)!r}).'
            for rule in RULES if not rule.ok(_value(config, rule.key))]
+  found += optim.problems(config)
   try:
     size = max(1, config.data.image_size)
     masks.parse_mask(config.data.mask, size, size)

@@ -7,7 +7,8 @@ before a key existed loads with that key's default (`with_defaults`).
 """
 import ml_collections
 
-from egm.methods import contract
+from egm.config import migrations
+from egm.methods import contract, optim
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -42,14 +43,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.energy_dtype = 'float32'
   config.model.sigma = 0.3  # Gaussian observation noise of G, in [-1, 1] units
 
-  config.optim = ml_collections.ConfigDict()
-  config.optim.lr_energy = 1e-4
-  config.optim.lr_generator = 3e-4
-  config.optim.lr_encoder = 3e-4
-  config.optim.b1 = 0.5
-  config.optim.b2 = 0.999
-  config.optim.decay_per_epoch = 0.998  # multiplicative lr decay per epoch
-  config.optim.grad_clip = 100.0  # global-norm clip per network; 0 disables
+  # Shared optimiser defaults (egm/methods/optim.py): lr, b1, b2, weight_decay, grad_clip
+  # (global norm per network; 0 disables), decay_per_epoch (staircase; 1: constant). Each
+  # method's section sets its networks' own (`<method>.optim.<network>.<key>`, unset: these).
+  config.optim = optim.shared_defaults()
 
   for name, method in sorted(contract.registered_methods().items()):
     section = method.config_section()
@@ -135,5 +132,5 @@ def with_defaults(saved: dict) -> ml_collections.ConfigDict:
   """A run's saved config (the dict of its config.json) over `base_config()`: keys added
   since the run was saved take their defaults."""
   config = base_config()
-  config.update(saved)
+  config.update(migrations.migrate(saved))
   return config

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from egm.errors import EgmError
-from egm.methods import base
+from egm.methods import base, optim
 from egm.methods.contract import PER_EXAMPLE, Method, register
 from egm.methods.watch import Watch
 from egm.nets import make_networks
@@ -48,8 +48,8 @@ def check_config(hp, sigma) -> None:
 @register('abp')
 class ABP(base.InferredLatentGenerator, Method):
   """Generator only; latents by Langevin inference, persistent per training example."""
-  watch = Watch(grad_norms=('chain_grad_norm_last',), learning_rates=('optim.lr_generator',),
-                knobs={'non_finite': ('optim.lr_generator', 'abp.step_size', 'model.sigma'),
+  watch = Watch(grad_norms=('chain_grad_norm_last',),
+                knobs={'non_finite': ('abp.optim.generator.lr', 'abp.step_size', 'model.sigma'),
                        'grad_norm': ('abp.step_size', 'model.sigma')})
 
   @staticmethod
@@ -61,6 +61,7 @@ class ABP(base.InferredLatentGenerator, Method):
     section.test_steps = 300  # steps of inference from the prior at test time
     section.test_step_size = 0.1  # δ at test time
     section.test_noise = True  # False: gradient descent on U at test time (the posterior mode)
+    section.optim = optim.network_settings(generator={'lr': 3e-4})
     return section
 
   @staticmethod
@@ -72,8 +73,7 @@ class ABP(base.InferredLatentGenerator, Method):
     check_config(self.hp, self.model_config.sigma)
     self.nets = make_networks(self.model_config, self.data.x_shape, 'generator')
     self.sigma = self.model_config.sigma
-    self.opt = base.make_optimizers(self.optim_config, self.data.steps_per_epoch,
-                                    ('generator',))['generator']
+    self.opt = self.optimizer('generator')
 
   def init(self, key, example_batch):
     k_net, k_z = jax.random.split(key)

@@ -1,4 +1,4 @@
-"""What methods share: optimisers, per-network state, losses, and two common mixins.
+"""What methods share: per-network state, losses, and two common mixins.
 
 The contract itself (the abstract base, capabilities, the registry) is in contract.py.
 Per network the state holds `{'params', 'opt_state', 'batch_stats'?}`.
@@ -13,23 +13,6 @@ from egm.errors import EgmError
 from egm.methods.contract import Method
 from egm.methods.watch import gradient_norms
 from egm.sampling import latent_posterior_energy
-
-
-def make_optimizer(learning_rate: float, optim_config, steps_per_epoch: int):
-  """Adam(b1, b2) with a per-epoch staircase decay and an optional global-norm clip."""
-  schedule = optax.exponential_decay(
-      learning_rate, transition_steps=max(1, steps_per_epoch),
-      decay_rate=optim_config.decay_per_epoch, staircase=True)
-  adam = optax.adam(schedule, b1=optim_config.b1, b2=optim_config.b2)
-  if optim_config.grad_clip > 0:
-    return optax.chain(optax.clip_by_global_norm(optim_config.grad_clip), adam)
-  return adam
-
-
-def make_optimizers(optim_config, steps_per_epoch: int, names) -> dict:
-  """One optimiser per network name, each with its `optim_config.lr_<name>`."""
-  return {name: make_optimizer(optim_config[f'lr_{name}'], optim_config, steps_per_epoch)
-          for name in names}
 
 
 def init_network(module, optimizer, key, *inputs, **kwargs) -> dict:

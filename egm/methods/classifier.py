@@ -10,7 +10,7 @@ import ml_collections
 import optax
 
 from egm.errors import EgmError
-from egm.methods import base
+from egm.methods import base, optim
 from egm.methods.contract import Method, register
 from egm.methods.watch import Watch
 from egm.nets.classifier import ConvClassifier
@@ -27,17 +27,16 @@ class Classifier(Method):
   """Adam on the mean softmax cross-entropy of a ConvClassifier (a feature network)."""
   generative = False
   capabilities = frozenset({'logits', 'features'})
-  watch = Watch(learning_rates=('classifier.lr',),
-                knobs={'non_finite': ('classifier.lr', 'optim.grad_clip')})
+  watch = Watch(knobs={'non_finite': ('classifier.optim.classifier.lr', 'optim.grad_clip')})
 
   @staticmethod
   def config_section():
     section = ml_collections.ConfigDict()
     section.num_classes = 10
     section.feature_dim = 128  # width of the penultimate layer (the feature space)
-    section.lr = 1e-3
     section.random_flip = False  # mirror each training image left-right with prob. 1/2
     section.feature_name = 'classifier'  # metrics in its space: fid_<feature_name>, ...
+    section.optim = optim.network_settings(classifier={'lr': 1e-3})
     return section
 
   def setup(self):
@@ -48,7 +47,7 @@ class Classifier(Method):
     hp = self.hp
     self.random_flip = hp.random_flip
     self.net = ConvClassifier(hp.num_classes, self.model_config.width, hp.feature_dim)
-    self.opt = base.make_optimizer(hp.lr, self.optim_config, self.data.steps_per_epoch)
+    self.opt = self.optimizer('classifier')
 
   def init(self, key, example_batch):
     if 'label' not in example_batch:

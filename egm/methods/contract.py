@@ -17,7 +17,9 @@ read and write its rows of `per_example` inside the jitted step.
 A method owns its configuration: `config_section()` returns its section's defaults (the
 base config is assembled from the registry) and `smoke(section)` shrinks it. It sees its
 section (`self.hp`), the shared `model` and `optim` sections, and a `DataSpec`; never the
-whole config. A method may declare training phases (`phases`); the trainer re-jits its
+whole config. The optimiser settings of its networks live in its own section
+(`<method>.optim.<network>`, `optim.network_settings`) over the shared `optim` defaults, and
+`self.optimizer(name)` builds one. A method may declare training phases (`phases`); the trainer re-jits its
 update once per phase.
 """
 import abc
@@ -28,6 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from egm.errors import EgmError
+from egm.methods import optim
 from egm.methods.watch import Watch
 from egm.registry import add_to_registry
 
@@ -141,6 +144,12 @@ class Method(abc.ABC):
 
   def setup(self) -> None:
     """Builds networks and optimisers from `self.hp`, `self.model_config`, ...; checks them."""
+
+  def optimizer(self, name: str):
+    """The optax transform of network `name`: its settings in this method's section
+    (`<method>.optim.<name>`, declared with `optim.network_settings`) over `config.optim`."""
+    return optim.make_optimizer(optim.settings(self.hp, self.optim_config, name),
+                                self.data.steps_per_epoch)
 
   @staticmethod
   def config_section() -> ml_collections.ConfigDict | None:

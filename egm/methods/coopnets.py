@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from egm.errors import EgmError
-from egm.methods import base
+from egm.methods import base, optim
 from egm.methods.contract import Method, register
 from egm.methods.watch import Watch, clamp_fraction, gradient_norms, spread_ratio
 from egm.nets import make_networks, texture_latent_shape
@@ -62,14 +62,16 @@ class CoopNets(Method):
       energies=('energy_data', 'energy_revised'),
       grad_norms=('grad_norm_energy', 'grad_norm_generator', 'chain_grad_norm_last'),
       energy_gap=('energy_data', 'energy_revised'), clamp_fraction='clamp_fraction',
-      spread='proposal_spread', learning_rates=('optim.lr_energy', 'optim.lr_generator'),
-      knobs={'non_finite': ('optim.lr_energy', 'optim.lr_generator', 'coopnets.step_size'),
-             'energy': ('optim.lr_energy', 'coopnets.energy_l2'),
-             'grad_norm': ('optim.lr_energy', 'coopnets.step_size'),
-             'energy_gap': ('optim.lr_energy', 'coopnets.step_size', 'coopnets.n_steps'),
-             'flat_energy': ('optim.lr_energy',),
+      spread='proposal_spread',
+      knobs={'non_finite': ('coopnets.optim.energy.lr', 'coopnets.optim.generator.lr',
+                            'coopnets.step_size'),
+             'energy': ('coopnets.optim.energy.lr', 'coopnets.energy_l2'),
+             'grad_norm': ('coopnets.optim.energy.lr', 'coopnets.step_size'),
+             'energy_gap': ('coopnets.optim.energy.lr', 'coopnets.step_size',
+                            'coopnets.n_steps'),
+             'flat_energy': ('coopnets.optim.energy.lr',),
              'clamp': ('coopnets.step_size', 'coopnets.clamp'),
-             'collapse': ('optim.lr_generator', 'model.sigma')})
+             'collapse': ('coopnets.optim.generator.lr', 'model.sigma')})
 
   @staticmethod
   def config_section():
@@ -83,6 +85,7 @@ class CoopNets(Method):
     section.completion_infer_steps = 100  # z-space steps on observed pixels in completion
     section.completion_samples = 8  # completions averaged into the fill (1: one sample)
     section.energy_l2 = 0.0  # weight of mean E^2 on the descriptor
+    section.optim = optim.network_settings(energy={'lr': 1e-4}, generator={'lr': 3e-4})
     return section
 
   @staticmethod
@@ -98,8 +101,7 @@ class CoopNets(Method):
     self.sigma = self.model_config.sigma
     self.z_dim = self.model_config.z_dim
     self.x_shape = self.data.x_shape
-    self.opt = base.make_optimizers(self.optim_config, self.data.steps_per_epoch,
-                                    ('energy', 'generator'))
+    self.opt = {name: self.optimizer(name) for name in ('energy', 'generator')}
     delta = self.hp.step_size
     self.chain = {'step_size': 0.5 * delta ** 2, 'noise_scale': delta,
                   'clip': (-1.0, 1.0) if self.data.is_image and self.hp.clamp else None}

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from egm.errors import EgmError
-from egm.methods import base
+from egm.methods import base, optim
 from egm.methods.contract import PER_EXAMPLE, Method, register
 from egm.methods.watch import Watch, clamp_fraction, gradient_norms, spread_ratio
 from egm.nets import make_networks
@@ -64,12 +64,12 @@ class EBM(Method):
       energies=('energy_data', 'energy_sample'),
       grad_norms=('grad_norm_energy', 'chain_grad_norm_last'),
       energy_gap=('energy_data', 'energy_sample'), clamp_fraction='clamp_fraction',
-      spread='sample_spread', learning_rates=('optim.lr_energy',),
-      knobs={'non_finite': ('optim.lr_energy', 'ebm.step_size', 'optim.grad_clip'),
-             'energy': ('optim.lr_energy', 'ebm.energy_l2'),
-             'grad_norm': ('optim.lr_energy', 'ebm.step_size'),
-             'energy_gap': ('optim.lr_energy', 'ebm.step_size', 'ebm.n_steps'),
-             'flat_energy': ('optim.lr_energy',),
+      spread='sample_spread',
+      knobs={'non_finite': ('ebm.optim.energy.lr', 'ebm.step_size', 'optim.grad_clip'),
+             'energy': ('ebm.optim.energy.lr', 'ebm.energy_l2'),
+             'grad_norm': ('ebm.optim.energy.lr', 'ebm.step_size'),
+             'energy_gap': ('ebm.optim.energy.lr', 'ebm.step_size', 'ebm.n_steps'),
+             'flat_energy': ('ebm.optim.energy.lr',),
              'clamp': ('ebm.step_size', 'ebm.clamp'),
              'collapse': ('ebm.noise_scale', 'ebm.n_steps', 'ebm.init_low', 'ebm.init_high')})
 
@@ -92,6 +92,7 @@ class EBM(Method):
     section.buffer_size = 10_000  # chains, rounded up to a multiple of the global batch
     section.rejuvenation = 0.05  # fraction of buffer chains restarted from noise
     section.energy_l2 = 0.0  # weight of mean E^2
+    section.optim = optim.network_settings(energy={'lr': 1e-4})
     return section
 
   @staticmethod
@@ -103,8 +104,7 @@ class EBM(Method):
     self.nets = make_networks(self.model_config, self.data.x_shape, 'energy')
     check_config(self.hp, self.data.global_batch)
     self.x_shape = self.data.x_shape
-    self.opt = base.make_optimizers(self.optim_config, self.data.steps_per_epoch,
-                                    ('energy',))['energy']
+    self.opt = self.optimizer('energy')
     self.clip = (-1.0, 1.0) if self.data.is_image and self.hp.clamp else None
     batch = self.data.global_batch
     self.buffer_rows = -(-self.hp.buffer_size // batch) * batch  # shards on any device count

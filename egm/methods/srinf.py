@@ -13,7 +13,7 @@ U(z) = ‖mask·(x − g(z))‖²/(2σ²) + ‖z‖²/2 = −log p(x, z) + const
      fixed), the complete-data −log p(x, z_K) up to terms free of θ;
   3. the step size δ (one scalar, one per latent layer or one per step:
      `srinf.step_size_param`) descends the objective below through the unrolled chain, θ
-     held fixed, with its own Adam (`srinf.lr_step_size`), on every `srinf.step_size_every`-th
+     held fixed, with its own Adam (`srinf.optim.step_size`), on every `srinf.step_size_every`-th
      update (the others skip the chain's second-order backward pass). It lives in the state as its
      own network `state['step_size'] = {'params': {'log_delta', 'reverse'?}, 'opt_state'}`.
 
@@ -78,7 +78,7 @@ import optax
 from jax import lax
 
 from egm.errors import EgmError
-from egm.methods import base
+from egm.methods import base, optim
 from egm.methods.contract import Method, register
 from egm.methods.watch import Watch
 from egm.nets import Networks, make_networks
@@ -111,9 +111,6 @@ def check_config(hp, sigma, x_shape) -> tuple[int, ...]:
   if isinstance(every, bool) or int(every) != every or every < 1:
     problems.append(f'srinf.step_size_every is {every}: give a whole number of updates >= 1 '
                     '(1 learns the step on every update)')
-  if not hp.lr_step_size >= 0:
-    problems.append(f'srinf.lr_step_size is {hp.lr_step_size}: the learning rate of the step '
-                    'size must be >= 0 (e.g. 1e-3; 0 or srinf.learn_step_size=False keeps it)')
   if hp.step_size_param not in STEP_SIZE_PARAMS:
     problems.append(f'srinf.step_size_param is {hp.step_size_param!r}: choose one of '
                     f'{", ".join(STEP_SIZE_PARAMS)}')
@@ -178,10 +175,10 @@ class Srinf(base.InferredLatentGenerator, Method):
   """Multi-layer latent generator; short-run Langevin inference from the prior with a
   step size learned by minimising an upper bound on KL(q_K ‖ posterior)."""
   watch = Watch(grad_norms=('chain_grad_norm_last',),
-                learning_rates=('optim.lr_generator', 'srinf.lr_step_size'),
-                knobs={'non_finite': ('optim.lr_generator', 'srinf.lr_step_size',
+                knobs={'non_finite': ('srinf.optim.generator.lr', 'srinf.optim.step_size.lr',
                                       'srinf.step_size'),
-                       'grad_norm': ('srinf.step_size', 'srinf.lr_step_size', 'model.sigma')})
+                       'grad_norm': ('srinf.step_size', 'srinf.optim.step_size.lr',
+                                     'model.sigma')})
 
   @staticmethod
   def config_section():
@@ -191,12 +188,15 @@ class Srinf(base.InferredLatentGenerator, Method):
     section.step_size = 0.05  # initial δ in z <- z - δ²/2·dU/dz + δ·eps
     section.step_size_param = 'scalar'  # 'scalar' | 'per_layer' | 'per_step': learned δ's
     section.learn_step_size = True  # False: δ stays at step_size (the reference's fixed step)
-    section.lr_step_size = 1e-3  # Adam lr of log δ (and of the reverse kernel's parameters)
     section.step_size_every = 1  # learn δ on every N-th update (the others run the chain only)
     section.reverse_kernel = 'learned'  # 'learned' | 'fixed': reverse kernel of the bound
     section.remat = False  # recompute each chain step in the step-size gradient (memory)
     section.test_steps = 0  # steps of inference at test time; 0: n_steps
     section.test_noise = True  # False: gradient descent on U at test time (towards the mode)
+    # step_size: Adam of log δ and of the reverse kernel's parameters, constant lr, no clip
+    section.optim = optim.network_settings(
+        generator={'lr': 3e-4},
+        step_size={'lr': 1e-3, 'b1': 0.9, 'decay_per_epoch': 1.0, 'grad_clip': 0.0})
     return section
 
   @staticmethod
@@ -218,9 +218,8 @@ class Srinf(base.InferredLatentGenerator, Method):
     self.sigma = self.model_config.sigma
     self.n_steps = int(self.hp.n_steps)
     self.test_steps = int(self.hp.test_steps) or self.n_steps
-    self.opt = base.make_optimizers(self.optim_config, self.data.steps_per_epoch,
-                                    ('generator',))['generator']
-    self.step_opt = optax.adam(self.hp.lr_step_size)
+    self.opt = self.optimizer('generator')
+    self.step_opt = self.optimizer('step_size')
 
   # -- the step size ------------------------------------------------------------------------
 

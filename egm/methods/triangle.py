@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from egm.errors import EgmError
-from egm.methods import base
+from egm.methods import base, optim
 from egm.methods.contract import register
 from egm.methods.watch import Watch, spread_ratio
 from egm.nets import make_networks
@@ -52,13 +52,14 @@ class Triangle(base.LatentGenerator, base.JointLossMethod):
       energies=('energy_data', 'energy_gen'),
       grad_norms=('grad_norm_energy', 'grad_norm_generator', 'grad_norm_encoder'),
       energy_gap=('energy_data', 'energy_gen'), spread='generator_spread',
-      learning_rates=('optim.lr_energy', 'optim.lr_generator', 'optim.lr_encoder'),
-      knobs={'non_finite': ('optim.lr_energy', 'optim.lr_generator', 'optim.lr_encoder'),
-             'energy': ('optim.lr_energy', 'triangle.energy_l2'),
-             'grad_norm': ('optim.lr_energy', 'optim.grad_clip'),
-             'energy_gap': ('optim.lr_energy', 'triangle.energy_l2', 'triangle.energy_weight'),
-             'flat_energy': ('optim.lr_energy',),
-             'collapse': ('optim.lr_generator', 'triangle.energy_weight',
+      knobs={'non_finite': ('triangle.optim.energy.lr', 'triangle.optim.generator.lr',
+                            'triangle.optim.encoder.lr'),
+             'energy': ('triangle.optim.energy.lr', 'triangle.energy_l2'),
+             'grad_norm': ('triangle.optim.energy.lr', 'optim.grad_clip'),
+             'energy_gap': ('triangle.optim.energy.lr', 'triangle.energy_l2',
+                            'triangle.energy_weight'),
+             'flat_energy': ('triangle.optim.energy.lr',),
+             'collapse': ('triangle.optim.generator.lr', 'triangle.energy_weight',
                           'triangle.entropy_weight')})
 
   @staticmethod
@@ -70,6 +71,8 @@ class Triangle(base.LatentGenerator, base.JointLossMethod):
     # 'gaussian': rec /(2 sigma^2), KL summed over z | 'reference_code': rec weight 1,
     # KL averaged over z (the authors' code); see the module docstring
     section.loss_form = 'gaussian'
+    section.optim = optim.network_settings(energy={'lr': 1e-4}, generator={'lr': 3e-4},
+                                           encoder={'lr': 3e-4})
     return section
 
   def setup(self):
@@ -80,8 +83,7 @@ class Triangle(base.LatentGenerator, base.JointLossMethod):
                               'energy', 'generator', 'encoder')
     self.z_dim = self.model_config.z_dim
     self.sigma = self.model_config.sigma
-    self.opt = base.make_optimizers(self.optim_config, self.data.steps_per_epoch,
-                                    ('energy', 'generator', 'encoder'))
+    self.opt = {name: self.optimizer(name) for name in ('energy', 'generator', 'encoder')}
 
   def init(self, key, example_batch):
     x = example_batch['x'][:2]

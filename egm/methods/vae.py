@@ -1,8 +1,9 @@
 """Plain VAE with the triangle's generator and encoder: the baseline every hybrid must beat."""
 import jax
 import jax.numpy as jnp
+import ml_collections
 
-from egm.methods import base
+from egm.methods import base, optim
 from egm.methods.contract import register
 from egm.methods.watch import Watch, spread_ratio
 from egm.nets import make_networks
@@ -15,17 +16,21 @@ class VAE(base.LatentGenerator, base.JointLossMethod):
   encoder sees [x·mask, mask], see `LatentGenerator.encoder_input`)."""
   watch = Watch(
       grad_norms=('grad_norm_generator', 'grad_norm_encoder'), spread='reconstruction_spread',
-      learning_rates=('optim.lr_generator', 'optim.lr_encoder'),
-      knobs={'non_finite': ('optim.lr_generator', 'optim.lr_encoder', 'model.sigma'),
-             'grad_norm': ('optim.lr_generator', 'optim.lr_encoder', 'optim.grad_clip'),
-             'collapse': ('model.sigma', 'optim.lr_encoder')})
+      knobs={'non_finite': ('vae.optim.generator.lr', 'vae.optim.encoder.lr', 'model.sigma'),
+             'grad_norm': ('vae.optim.generator.lr', 'vae.optim.encoder.lr', 'optim.grad_clip'),
+             'collapse': ('model.sigma', 'vae.optim.encoder.lr')})
 
   def setup(self):
     self.nets = make_networks(self.model_config, self.data.x_shape, 'generator', 'encoder')
     self.z_dim = self.model_config.z_dim
     self.sigma = self.model_config.sigma
-    self.opt = base.make_optimizers(self.optim_config, self.data.steps_per_epoch,
-                                    ('generator', 'encoder'))
+    self.opt = {name: self.optimizer(name) for name in ('generator', 'encoder')}
+
+  @staticmethod
+  def config_section():
+    section = ml_collections.ConfigDict()
+    section.optim = optim.network_settings(generator={'lr': 3e-4}, encoder={'lr': 3e-4})
+    return section
 
   def init(self, key, example_batch):
     x = example_batch['x'][:2]

@@ -28,7 +28,7 @@ class Watch:
     clamp_fraction: metric of the fraction of chain coordinates at the clamp ('' if none).
     spread: metric of the spread of the generator's outputs over the data's ('' if none).
     learning_rates: dotted config keys of the learning rates a rollback lowers; () means
-      every `optim.lr_*` key.
+      the lr of every network of the method (`<method>.optim.<network>.lr`).
     knobs: failure kind (KINDS) -> dotted config keys to name in the diagnosis.
   """
   energies: tuple[str, ...] = ()

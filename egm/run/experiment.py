@@ -10,9 +10,10 @@ from flax import traverse_util
 
 from egm import data
 from egm.config import defaults
-from egm.run import parallel, write_errors
 from egm.errors import EgmError, first_few
 from egm.methods import DataSpec, make_method
+from egm.methods.contract import registered_methods
+from egm.run import parallel, write_errors
 
 
 @dataclasses.dataclass
@@ -68,14 +69,18 @@ RESUMABLE_KEYS = ('train.num_steps', 'train.max_minutes', 'train.log_every',
 
 
 def config_differences(saved: dict, config) -> list[str]:
-  """'key: run A, now B' for each key outside RESUMABLE_KEYS where `config` differs from a
-  run's saved config (a config.json dict; keys added since take their defaults)."""
+  """'key: run A, now B' for each key the run uses where `config` differs from a run's saved
+  config (a config.json dict; keys added since take their defaults): the shared sections and
+  the run's own method section, outside RESUMABLE_KEYS. Other methods' sections are not the
+  run's, so changing their defaults never refuses a resume."""
   def flat(c):
     return traverse_util.flatten_dict(json.loads(json.dumps(c.to_dict())), sep='.')
+  others = set(registered_methods()) - {config.method}
   run, now = flat(defaults.with_defaults(saved)), flat(config)
   return [f'{key}: run {run.get(key, "absent")!r}, now {value!r}'
           for key, value in sorted(now.items())
-          if run.get(key) != value and not key.startswith(RESUMABLE_KEYS)]
+          if run.get(key) != value and not key.startswith(RESUMABLE_KEYS)
+          and key.split('.')[0] not in others]
 
 
 def check_workdir_config(config, workdir: str) -> None:

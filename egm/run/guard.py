@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from egm.errors import EgmError
+from egm.methods import optim
 from egm.methods.watch import Watch
 from egm.run.metric_writer import NonFiniteLossError
 
@@ -164,23 +165,22 @@ def check_limits(limits) -> None:
 
 
 def learning_rate_keys(config, watch: Watch) -> tuple[str, ...]:
-  """The dotted keys of the learning rates a rollback lowers (watch's, else optim.lr_*)."""
-  return watch.learning_rates or tuple(f'optim.{k}' for k in sorted(config.optim)
-                                       if k.startswith('lr_'))
+  """The dotted keys of the learning rates a rollback lowers (watch's, else those of every
+  network of the method, `<method>.optim.<network>.lr`)."""
+  return watch.learning_rates or optim.learning_rate_keys(config)
 
 
 def _get(config, dotted: str):
-  section, key = dotted.rsplit('.', 1)
-  return config[section][key] if section else config[key]
+  return optim.value(config, dotted)
 
 
 def scaled_learning_rates(config, keys, scale: float):
-  """A copy of `config` with each dotted key of `keys` multiplied by `scale`."""
-  config = copy.deepcopy(config)
+  """A copy of `config` with each dotted key of `keys` multiplied by `scale` (an unset
+  per-network lr becomes the shared one times `scale`)."""
+  scaled = copy.deepcopy(config)
   for dotted in keys:
-    section, key = dotted.rsplit('.', 1)
-    config[section][key] = config[section][key] * scale
-  return config
+    optim.set_value(scaled, dotted, optim.value(config, dotted) * scale)
+  return scaled
 
 
 def state_is_finite(state):
