@@ -17,9 +17,10 @@ def main(argv):
   del argv
   distributed.initialize()
   from egm.evaluation import evaluate  # after flag parsing, so --help is fast
+  from egm.run import workdir
   cli.check_workdir(_WORKDIR.value)
   given = _CONFIG.value if cli.config_given() else None
-  config = evaluate.run_config(_WORKDIR.value, given, cli.override_values())
+  config = workdir.run_config(_WORKDIR.value, given, cli.override_values())
   cli.print_config_and_exit(config)
   checks.check(config)
   evaluate.evaluate(config, _WORKDIR.value)

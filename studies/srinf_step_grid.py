@@ -37,7 +37,7 @@ import optax
 from configs import srinf_fashion
 from egm import data
 from egm.run import experiment, trainer
-from egm.run.checkpointing import Checkpointer
+from egm.run.workdir import open_run
 from egm.data import dataset as dataset_lib
 from egm.evaluation import evaluate
 
@@ -130,13 +130,9 @@ def trained_runs(args):
   """(name, learned, config, state) of each run: trained here, or restored from `--runs`."""
   if args.runs:
     for workdir in args.runs.split(','):
-      config = evaluate.run_config(workdir.rstrip('/'))
-      exp = experiment.build(config)
-      checkpoints = Checkpointer(workdir, config.train.keep_checkpoints)
-      state = checkpoints.restore(exp.init_state(), checkpoints.latest_step())
-      checkpoints.close()
+      run = open_run(workdir.rstrip('/'))
       name = os.path.basename(workdir.rstrip('/')).replace('_', ' ')
-      yield name, bool(config.srinf.learn_step_size), config, state
+      yield name, bool(run.config.srinf.learn_step_size), run.config, run.state
     return
   runs = ([(f'learned from {float(s):g}', float(s), True) for s in args.learned_inits.split(',')]
           + [(f'fixed {float(s):g}', float(s), False) for s in args.grid.split(',')])

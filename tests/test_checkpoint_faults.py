@@ -71,7 +71,7 @@ def _empty_manifest(step_dir):
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys, damage):
   checkpoints = _saved(tmp_path)
   damage(os.path.join(checkpoints.directory, '3'))
-  state, step = checkpoints.restore_latest(lambda s: STATE)
+  state, step = checkpoints.restore_latest(lambda s: STATE, lambda: STATE)
   assert step == 2
   _assert_state(state, 2)
   out = capsys.readouterr().out
@@ -81,19 +81,19 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
   assert checkpoints.all_steps() == [1, 2]
   checkpoints.save(3, _at(3))  # training goes on through the step that was set aside
   checkpoints.close()
-  state, step = Checkpointer(str(tmp_path)).restore_latest(lambda s: STATE)
+  state, step = Checkpointer(str(tmp_path)).restore_latest(lambda s: STATE, lambda: STATE)
   assert step == 3
   _assert_state(state, 3)
 
 
 def test_an_intact_checkpoint_restores_without_a_warning(tmp_path, capsys):
-  state, step = _saved(tmp_path).restore_latest(lambda s: STATE)
+  state, step = _saved(tmp_path).restore_latest(lambda s: STATE, lambda: STATE)
   assert step == 3 and 'warning' not in capsys.readouterr().out
   _assert_state(state, 3)
 
 
-def test_no_checkpoint_gives_the_template_at_step_0(tmp_path):
-  state, step = Checkpointer(str(tmp_path)).restore_latest(lambda s: _at(s))
+def test_no_checkpoint_gives_the_initial_state_at_step_0(tmp_path):
+  state, step = Checkpointer(str(tmp_path)).restore_latest(lambda s: _at(s), lambda: _at(0))
   assert step == 0
   _assert_state(state, 0)
 
@@ -104,7 +104,7 @@ def test_when_no_checkpoint_reads_back_it_is_an_error_and_nothing_is_moved(tmp_p
     _truncate_all(os.path.join(checkpoints.directory, str(step)))
   with pytest.raises(EgmError, match=r'None of the 2 checkpoints .* reads back: The checkpoint '
                      r'of step 2 .* Restore them from a backup, or move .* aside'):
-    checkpoints.restore_latest(lambda s: STATE)
+    checkpoints.restore_latest(lambda s: STATE, lambda: STATE)
   assert checkpoints.all_steps() == [1, 2]
   assert not os.path.exists(tmp_path / 'corrupt_checkpoints')
 
@@ -115,7 +115,7 @@ def test_a_checkpoint_of_other_shapes_is_refused_naming_the_arrays(tmp_path):
   other = dict(STATE, net={'w': jnp.zeros((40, 60)), 'b': STATE['net']['b']})
   with pytest.raises(EgmError, match=r'step 1 .* written by another config .*net/w: '
                      r'checkpoint \(40, 50\), config \(40, 60\)'):
-    checkpoints.restore_latest(lambda s: other)
+    checkpoints.restore_latest(lambda s: other, lambda: other)
   assert checkpoints.all_steps() == [1]  # refused, not set aside as corrupt
 
 
@@ -194,7 +194,7 @@ def test_a_full_disk_during_a_checkpoint_write_is_a_clear_error_and_keeps_the_pr
     checkpoints.close()
     os.remove(filler)
     reopened = Checkpointer(str(disk / 'run'))
-    state, step = reopened.restore_latest(lambda s: STATE)
+    state, step = reopened.restore_latest(lambda s: STATE, lambda: STATE)
     assert step == 1
     _assert_state(state, 1)
     reopened.save(2, _at(2))  # the partial write of step 2 is cleaned up, not in the way
@@ -211,7 +211,7 @@ def test_a_read_only_disk_during_a_checkpoint_write_is_a_clear_error(tmp_path):
       checkpoints.save(2, _at(2))
     subprocess.run(['mount', '-o', 'remount,rw', str(disk)], check=True)
     checkpoints.close()
-    state, step = Checkpointer(str(disk / 'run')).restore_latest(lambda s: STATE)
+    state, step = Checkpointer(str(disk / 'run')).restore_latest(lambda s: STATE, lambda: STATE)
     assert step == 1
     _assert_state(state, 1)
 
@@ -232,7 +232,7 @@ def test_a_write_that_fails_with_enospc_at_the_final_rename_keeps_the_previous(t
   monkeypatch.undo()
   assert checkpoints.all_steps() == [1]
   checkpoints.close()
-  state, step = Checkpointer(str(tmp_path)).restore_latest(lambda s: STATE)
+  state, step = Checkpointer(str(tmp_path)).restore_latest(lambda s: STATE, lambda: STATE)
   assert step == 1
   _assert_state(state, 1)
 

@@ -10,6 +10,7 @@ from configs import triangle_digits, triangle_toy2d
 from egm.run import experiment, parallel, trainer
 from egm.errors import EgmError
 from egm.evaluation import evaluate
+from egm.run import workdir
 from egm.run.metric_writer import NonFiniteLossError
 
 
@@ -35,7 +36,7 @@ def test_workdir_layout(tmp_path, capsys):
     evaluate.evaluate(config, str(tmp_path))
   config.eval.checkpoint_step = 0
   config.model.sigma = 0.5
-  evaluate.warn_if_config_differs(config, str(tmp_path))
+  workdir.warn_if_config_differs(config, str(tmp_path))
   assert 'model.sigma: trained 0.1, now 0.5' in capsys.readouterr().out
   assert json.load(open(tmp_path / 'config.json'))['method'] == 'triangle'
   lines = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]

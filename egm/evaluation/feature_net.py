@@ -4,7 +4,6 @@ Its penultimate layer is the feature space of the offline FID/KID/precision/reca
 named after `config.classifier.feature_name` of the classifier run (e.g. fid_fashion_classifier).
 """
 import dataclasses
-import json
 import os
 from typing import Callable
 
@@ -12,11 +11,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from egm.config import defaults
-from egm.run.checkpointing import Checkpointer
 from egm.errors import EgmError
 from egm.evaluation import feature_metrics
-from egm.methods import DataSpec, make_method
+from egm.methods import DataSpec
+from egm.run import experiment
+from egm.run import workdir as workdir_lib
 
 _TRAIN_HINT = ('Train one with `python train.py --config configs/classifier_fashion.py --workdir '
                'runs/classifier_fashion` (or classifier_mnist.py / classifier_cifar.py, matching '
@@ -51,12 +50,10 @@ class FeatureNet:
 
 def load_feature_net(workdir: str, image_shape) -> FeatureNet:
   """Restores the newest checkpoint of the classifier run in `workdir` for images `image_shape`."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
+  if not os.path.exists(os.path.join(workdir, workdir_lib.CONFIG_FILE)):
     raise EgmError(f'config.eval.feature_workdir={workdir!r} holds no classifier run (no '
                    f'config.json). {_TRAIN_HINT}')
-  with open(path) as f:
-    config = defaults.with_defaults(json.load(f))
+  config = workdir_lib.saved_config(workdir)
   if config.method != 'classifier':
     raise EgmError(f'config.eval.feature_workdir={workdir!r} is a {config.method!r} run, not a '
                    f'classifier. {_TRAIN_HINT}')
@@ -65,16 +62,13 @@ def load_feature_net(workdir: str, image_shape) -> FeatureNet:
     raise EgmError(
         f'The classifier in {workdir} was trained on images of shape {trained}, but this data '
         f'has {tuple(image_shape)}. Use a classifier trained on the same data. {_TRAIN_HINT}')
-  checkpoints = Checkpointer(workdir, config.train.keep_checkpoints)
-  step = checkpoints.latest_step()
-  if step is None:
-    checkpoints.close()
-    raise EgmError(f'The classifier run {workdir} has no checkpoint. {_TRAIN_HINT}')
-  method = make_method(config, DataSpec.of(image_shape))
-  example = {'x': np.zeros((2, *image_shape), np.float32), 'label': np.zeros((2,), np.int32)}
-  state = checkpoints.restore(jax.jit(method.init)(jax.random.key(0), example))
-  checkpoints.close()
-  return FeatureNet(name=config.classifier.feature_name, workdir=workdir, step=int(step),
+  try:
+    run = workdir_lib.restore(config, workdir,
+                              spec=experiment.read_data_spec(workdir) or DataSpec.of(image_shape))
+  except EgmError as e:
+    raise EgmError(f'The classifier run {workdir} has no checkpoint that opens: {e} {_TRAIN_HINT}') from e
+  method, state = run.method, run.state
+  return FeatureNet(name=config.classifier.feature_name, workdir=workdir, step=run.step,
                     image_shape=tuple(image_shape),
                     features_fn=jax.jit(lambda x: method.features(state, x)),
                     logits_fn=jax.jit(lambda x: method.logits(state, x)))

@@ -23,6 +23,7 @@ whole config. The optimiser settings of its networks live in its own section
 update once per phase.
 """
 import abc
+import copy
 import dataclasses
 from typing import Any, ClassVar
 
@@ -128,6 +129,11 @@ class Method(abc.ABC):
       train with train.py but are not listed where generative methods are.
     capabilities: the names from CAPABILITIES this method implements.
     watch: what the divergence guard checks in its update's metrics (egm/methods/watch.py).
+
+  Instance attribute:
+    phase: the training phase this object computes in (0 until `at_phase`): its capabilities
+      (`sample`, `energy`, ...) and its update act on that phase's state. The phase is static
+      (it fixes shapes), so each phase's functions compile once.
   """
   name: ClassVar[str] = ''
   generative: ClassVar[bool] = True
@@ -140,6 +146,7 @@ class Method(abc.ABC):
     self.model_config = model
     self.optim_config = optim
     self.data = data
+    self.phase = 0
     self.setup()
 
   def setup(self) -> None:
@@ -176,13 +183,22 @@ class Method(abc.ABC):
     """The training phases of a `num_steps` run; one phase unless the method grows."""
     return (Phase(num_steps=None),)
 
+  def at_phase(self, phase_index: int) -> 'Method':
+    """This method computing in phase `phase_index` (a copy with `phase` set; itself when it
+    already is)."""
+    if phase_index == self.phase:
+      return self
+    bound = copy.copy(self)
+    bound.phase = phase_index
+    return bound
+
   def update_fn(self, phase_index: int):
     """The update to jit in phase `phase_index`: (state, batch, key) -> (state, metrics)."""
-    del phase_index
-    return self.update
+    return self.at_phase(phase_index).update
 
   def enter_phase(self, state, phase_index: int, key):
-    """The state at the start of phase `phase_index` from the end of the previous one."""
+    """The state at the start of phase `phase_index` from the end of the previous one
+    (`init` gives the state of phase 0)."""
     del phase_index, key
     return state
 

@@ -124,10 +124,11 @@ class Checkpointer:
     except Exception as e:  # TensorStore DATA_LOSS / NOT_FOUND / OUT_OF_RANGE, ...
       raise self._corrupt(step, e) from e
 
-  def restore_latest(self, template_at):
-    """(state, step) of the newest checkpoint that reads back, or (`template_at(0)`, 0).
+  def restore_latest(self, template_at, initial):
+    """(state, step) of the newest checkpoint that reads back, or (`initial()`, 0).
 
-    `template_at(step)` is the state template a checkpoint of `step` restores into. Newer
+    `template_at(step)` is the state template (arrays or abstract `jax.ShapeDtypeStruct`s
+    with shardings) a checkpoint of `step` restores into. Newer
     checkpoints that do not read back are moved to `<workdir>/corrupt_checkpoints/` with a
     printed warning; when none reads back, raises EgmError and moves nothing.
     """
@@ -149,7 +150,7 @@ class Checkpointer:
           f'None of the {len(bad)} checkpoints in {self.directory} reads back: {details} '
           f'Restore them from a backup, or move {self.directory} aside to train from step 0 '
           'in this workdir (or train in a new --workdir).')
-    return template_at(0), 0
+    return initial(), 0
 
   def _corrupt(self, step: int, error) -> CorruptCheckpointError:
     text = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)

@@ -13,20 +13,25 @@ from egm.config import defaults
 from egm.errors import EgmError, first_few
 from egm.methods import DataSpec, make_method
 from egm.methods.contract import registered_methods
-from egm.run import parallel, write_errors
+from egm.run import parallel, phases, write_errors
 
 
 @dataclasses.dataclass
 class Experiment:
-  """The resolved pieces of a run."""
+  """The resolved pieces of a run. `dataset` is None for a run opened without its data
+  (`build(config, spec=...)`); `method` is bound to one training phase (`at_phase`)."""
   config: object
-  dataset: data.Dataset
+  dataset: data.Dataset | None
   mesh: jax.sharding.Mesh
   method: object
   data_spec: DataSpec
 
   def example_batch(self) -> dict:
-    """A few training examples with their indices, for shapes at init."""
+    """A few training examples with their indices (zeros without the data), for shapes at
+    init."""
+    if self.dataset is None:
+      return {'x': np.zeros((2, *self.data_spec.x_shape), np.float32),
+              'label': np.zeros((2,), np.int32), 'index': np.arange(2, dtype=np.int32)}
     return {**self.dataset.train.get(np.arange(2)), 'index': np.arange(2, dtype=np.int32)}
 
   def state_shardings(self, state_shapes):
@@ -34,11 +39,47 @@ class Experiment:
     return parallel.state_shardings(state_shapes, self.mesh)
 
   def init_state(self):
-    """The method's initial state on the mesh (per-example state sharded on `data`)."""
+    """The method's initial state (that of phase 0) on the mesh (per-example state sharded
+    on `data`)."""
     key, example = run_keys(self.config.seed)['init'], self.example_batch()
     shapes = jax.eval_shape(self.method.init, key, example)
     init = jax.jit(self.method.init, out_shardings=self.state_shardings(shapes))
     return init(key, example)
+
+  def schedule(self) -> phases.Schedule:
+    """The method's training phases for `train.num_steps`, resolved."""
+    config = self.config
+    return phases.schedule(self.method.phases(config.train.num_steps), config.train.num_steps,
+                           config.train.batch_size, config.data.image_size)
+
+  def phase_of_state(self, step: int) -> int:
+    """The phase a state after `step` updates (a checkpoint of `step`) belongs to."""
+    return self.schedule().index(step - 1) if step else 0
+
+  def at_phase(self, phase_index: int) -> 'Experiment':
+    """This experiment with its method bound to phase `phase_index` (`Method.at_phase`)."""
+    return dataclasses.replace(self, method=self.method.at_phase(phase_index))
+
+  def enter_key(self, phase_index: int):
+    """The key of the transition into phase `phase_index`."""
+    return jax.random.fold_in(run_keys(self.config.seed)['init'], phase_index)
+
+  def state_template(self, phase_index: int):
+    """The abstract state of phase `phase_index` (shapes, dtypes and shardings, no values):
+    the initial state carried through the method's transitions; what a checkpoint written
+    in that phase restores into."""
+    key, example = run_keys(self.config.seed)['init'], self.example_batch()
+
+    def state():
+      s = self.method.init(key, example)
+      for i in range(1, phase_index + 1):
+        s = self.method.enter_phase(s, i, self.enter_key(i))
+      return s
+
+    shapes = jax.eval_shape(state)
+    return jax.tree.map(lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype,
+                                                                 sharding=sharding),
+                        shapes, self.state_shardings(shapes))
 
 
 def run_keys(seed: int) -> dict:
@@ -47,15 +88,40 @@ def run_keys(seed: int) -> dict:
   return {'init': init, 'train': train, 'sample': sample}
 
 
-def build(config) -> Experiment:
-  """Loads the data set and builds the mesh and the method named by `config`."""
-  dataset = data.load_dataset(config.data)
+DATA_SPEC_FILE = 'data_spec.json'
+
+
+def build(config, spec: DataSpec | None = None) -> Experiment:
+  """Loads the data set and builds the mesh and the method named by `config`; with `spec`
+  (what a trained run wrote, `read_data_spec`), builds them without the data."""
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh)
-  spec = DataSpec(x_shape=tuple(dataset.train.get(np.arange(1))['x'].shape[1:]),
-                  num_examples=len(dataset.train), global_batch=config.train.batch_size,
-                  steps_per_epoch=max(1, len(dataset.train) // config.train.batch_size))
+  dataset = None
+  if spec is None:
+    dataset = data.load_dataset(config.data)
+    spec = DataSpec(x_shape=tuple(dataset.train.get(np.arange(1))['x'].shape[1:]),
+                    num_examples=len(dataset.train), global_batch=config.train.batch_size,
+                    steps_per_epoch=max(1, len(dataset.train) // config.train.batch_size))
   return Experiment(config, dataset, mesh, make_method(config, spec), spec)
+
+
+def write_data_spec(spec: DataSpec, workdir: str) -> None:
+  """Writes `<workdir>/data_spec.json` (atomically), so the run opens without its data."""
+  path = os.path.join(workdir, DATA_SPEC_FILE)
+  with open(path + '.tmp', 'w') as f:
+    json.dump(dataclasses.asdict(spec), f)
+  os.replace(path + '.tmp', path)
+
+
+def read_data_spec(workdir: str) -> DataSpec | None:
+  """The DataSpec a run wrote in `workdir`, or None (a run trained before egm wrote it)."""
+  path = os.path.join(workdir, DATA_SPEC_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    saved = json.load(f)
+  return DataSpec(tuple(saved['x_shape']), saved['num_examples'], saved['global_batch'],
+                  saved['steps_per_epoch'])
 
 
 # Keys a rerun in a workdir may change: how long it trains, how often it logs, samples and

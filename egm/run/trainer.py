@@ -81,31 +81,42 @@ class _PhaseBatches:
 
 
 class _Phases:
-  """Per phase, once: the jitted update and the jitted transition into it."""
+  """Per phase, once: the jitted update, the jitted sampler and the jitted transition into it."""
 
   def __init__(self, exp):
     self.exp = exp
     self.updates = {}
+    self.samplers = {}
 
   def enter(self, state, phase_index: int):
     """The state entering `phase_index` from the previous phase's end."""
-    key = jax.random.fold_in(experiment.run_keys(self.exp.config.seed)['init'], phase_index)
-    shapes = jax.eval_shape(self.exp.method.enter_phase, state, phase_index, key)
-    enter = jax.jit(self.exp.method.enter_phase, static_argnums=1,
-                    out_shardings=self.exp.state_shardings(shapes))
-    return enter(state, phase_index, key)
-
-  def state_at(self, state, phase_index: int):
-    """The initial `state` carried through the transitions up to `phase_index`."""
-    for i in range(1, phase_index + 1):
-      state = self.enter(state, i)
-    return state
+    key = self.exp.enter_key(phase_index)
+    transition = lambda state, key: self.exp.method.enter_phase(state, phase_index, key)
+    shapes = jax.eval_shape(transition, state, key)
+    return jax.jit(transition, out_shardings=self.exp.state_shardings(shapes))(state, key)
 
   def update(self, state, phase_index: int):
     if phase_index not in self.updates:
       self.updates[phase_index] = jit_update(self.exp.method.update_fn(phase_index),
                                              self.exp.mesh, self.exp.state_shardings(state))
     return self.updates[phase_index]
+
+  def sample(self, phase_index: int):
+    """`sample` of the method in `phase_index`, jitted (replicated output), or None."""
+    if not has_capability(self.exp.method, 'sample'):
+      return None
+    if phase_index not in self.samplers:
+      self.samplers[phase_index] = jax.jit(self.exp.method.at_phase(phase_index).sample,
+                                           static_argnums=2,
+                                           out_shardings=parallel.replicated(self.exp.mesh))
+    return self.samplers[phase_index]
+
+
+def restore_newest(exp, checkpoints):
+  """(state, step) of the newest checkpoint that reads back, restored into the state of the
+  phase it was written in; (the initial state, 0) without one."""
+  return checkpoints.restore_latest(lambda step: exp.state_template(exp.phase_of_state(step)),
+                                    exp.init_state)
 
 
 def with_config(exp, config):
@@ -114,14 +125,12 @@ def with_config(exp, config):
   return dataclasses.replace(exp, config=config, method=make_method(config, exp.data_spec))
 
 
-def roll_back(exp, checkpoints, schedule):
+def roll_back(exp, checkpoints):
   """`exp`'s state at its newest checkpoint (the initial state if none), compiled anew:
   (compiled phases, step, phase index, state)."""
   compiled = _Phases(exp)
-  phase_of = lambda step: schedule.index(step - 1) if step else 0  # the phase of its state
-  state, step = checkpoints.restore_latest(
-      lambda step: compiled.state_at(exp.init_state(), phase_of(step)))
-  return compiled, step, phase_of(step), state
+  state, step = restore_newest(exp, checkpoints)
+  return compiled, step, exp.phase_of_state(step), state
 
 
 def describe(exp, workdir: str) -> str:
@@ -152,25 +161,20 @@ def train(config, workdir: str):
             f'learning rates x {guard.lr_scale:.4g}', flush=True)
   if is_main:
     experiment.write_config(config, workdir)
-  schedule = phases.schedule(exp.method.phases(config.train.num_steps), config.train.num_steps,
-                             config.train.batch_size, config.data.image_size)
+    experiment.write_data_spec(exp.data_spec, workdir)
+  schedule = exp.schedule()
   for size in schedule.batch_sizes:
     parallel.check_batch_size(size, exp.mesh)
   checkpoints = Checkpointer(workdir, config.train.keep_checkpoints)
   compiled = _Phases(exp)
-  state, start_step = checkpoints.restore_latest(  # the newest checkpoint that reads back
-      lambda step: compiled.state_at(exp.init_state(), schedule.index(step - 1) if step else 0))
-  state_phase = schedule.index(start_step - 1) if start_step else 0
+  state, start_step = restore_newest(exp, checkpoints)
+  state_phase = exp.phase_of_state(start_step)
   if start_step:
     print(f'resumed from step {start_step} (phase {schedule.phases[state_phase].name})',
           flush=True)
   else:
     print('starting at step 0', flush=True)
 
-  replicated = parallel.replicated(exp.mesh)
-  sample = None
-  if has_capability(exp.method, 'sample'):
-    sample = jax.jit(exp.method.sample, static_argnums=2, out_shardings=replicated)
   writer = MetricWriter(workdir, config.train.num_steps, enabled=is_main)
   last_log = time.monotonic()
   keys = experiment.run_keys(config.seed)
@@ -218,7 +222,7 @@ def train(config, workdir: str):
         if finding is not None:  # stops (raises), or rolls back:
           guard.handle(step, finding, config, writer, checkpoints)
           exp = with_config(exp, guard.config(config))
-          compiled, step, state_phase, state = roll_back(exp, checkpoints, schedule)
+          compiled, step, state_phase, state = roll_back(exp, checkpoints)
           train_key = parallel.replicate(guard.train_key(keys['train']), exp.mesh)
           batches.close()
           batch_phase, batches, metrics, previous_metrics = None, None, None, None
@@ -228,6 +232,7 @@ def train(config, workdir: str):
           writer.write(step, host_metrics)
           last_log = time.monotonic()
       # every process runs the sharded sample program
+      sample = compiled.sample(state_phase)
       if sample is not None and step % config.train.sample_every == 0:
         samples = np.asarray(jax.device_get(sample(state, keys['sample'], config.eval.num_samples)))
         if is_main:
