@@ -45,11 +45,10 @@ def test_generator_gradient_is_that_of_the_complete_data_likelihood_at_the_infer
   infer = jax.jit(method.run_inference, static_argnums=4)
   z, _ = infer(state, batch['x'], state['per_example']['z'][batch['index']], k_chain, 4,
                method.hp.step_size)
-  variables = {'batch_stats': state['generator']['batch_stats']}
+  assert 'batch_stats' not in state['generator']  # no BatchNorm in a chain's generator
 
   def neg_log_joint(params):
-    x_gen, _ = method.nets.generator.apply({**variables, 'params': params}, z, train=True,
-                                           mutable=['batch_stats'])
+    x_gen = method.nets.generator.apply({'params': params}, z)
     sq = jnp.sum(jnp.square(batch['x'] - x_gen).reshape(len(z), -1), -1)
     return jnp.mean(sq / (2 * 0.3 ** 2) + 0.5 * jnp.sum(jnp.square(z), -1))
 

@@ -65,3 +65,39 @@ def test_langevin_on_latent_posterior_matches_discretised_law():
   print(f'posterior via Langevin: mean err {mean_z:.2f} se, cov err vs exact '
         f'discretised law {cov_z:.2f} se')
   assert mean_z < Z_SCORE and cov_z < Z_SCORE
+
+
+def test_posterior_langevin_with_a_preconditioner_and_a_shifted_prior_matches_its_law():
+  """z <- z - h M dU + sqrt(2h M) eps on a linear-Gaussian posterior whose prior is N(c, I)
+  (given as prior_energy): in w = z / sqrt(M) it is ULA on the precision sqrt(M) P sqrt(M),
+  so z's stationary law is N(mean, sqrt(M) S_w sqrt(M)), S_w the discretised covariance."""
+  rng = np.random.default_rng(2)
+  w = rng.normal(size=(5, 3))
+  sigma, delta, n = 0.7, 0.2, 10_000
+  x, c = rng.normal(size=5), np.array([0.5, -1.0, 0.2])
+  m = np.array([0.5, 2.0, 1.0])
+  precision = w.T @ w / sigma**2 + np.eye(3)
+  mean = np.linalg.solve(precision, w.T @ x / sigma**2 + c)
+  root = np.sqrt(m)
+  cov = root[:, None] * ula_stationary_cov(root[:, None] * precision * root, delta) * root
+  prior = lambda z: 0.5 * jnp.sum(jnp.square(z - c.astype(np.float32)), -1)
+  sample = jax.jit(lambda z0, key: sampling.posterior_langevin(
+      lambda z: z @ w.T.astype(np.float32), jnp.broadcast_to(x, (n, 5)).astype(jnp.float32),
+      z0, key, sigma=sigma, n_steps=1500, prior_energy=prior,
+      preconditioner=jnp.asarray(m, jnp.float32), **sampling.delta_steps(delta)))
+  z, info = sample(jnp.zeros((n, 3)), jax.random.key(6))
+  mean_z, cov_z = moment_errors(z, mean, cov)
+  print(f'preconditioned posterior: mean err {mean_z:.2f} se, cov err {cov_z:.2f} se')
+  assert mean_z < Z_SCORE and cov_z < Z_SCORE
+  assert info.energy.shape == (1500,)
+
+
+def test_delta_steps_and_warm_start():
+  steps = sampling.delta_steps(0.3)
+  assert float(steps['step_size']) == np.float32(0.045) and steps['noise_scale'] == 0.3
+  assert sampling.delta_steps(0.3, noise=False)['noise_scale'] == 0.0
+  table = jnp.arange(12.0).reshape(6, 2)
+  np.testing.assert_array_equal(sampling.warm_start(None, (2, 2), table, jnp.array([4, 1])),
+                                [[8, 9], [2, 3]])
+  fresh = sampling.warm_start(jax.random.key(0), (3, 2))
+  assert fresh.shape == (3, 2) and float(jnp.std(fresh)) > 0

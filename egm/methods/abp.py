@@ -25,7 +25,7 @@ from egm.methods import base, optim
 from egm.methods.contract import PER_EXAMPLE, Method, register
 from egm.methods.watch import Watch
 from egm.nets import make_networks
-from egm.sampling import langevin
+from egm.sampling import delta_steps, posterior_langevin, warm_start
 
 
 def check_config(hp, sigma) -> None:
@@ -71,7 +71,8 @@ class ABP(base.InferredLatentGenerator, Method):
 
   def setup(self):
     check_config(self.hp, self.model_config.sigma)
-    self.nets = make_networks(self.model_config, self.data.x_shape, 'generator')
+    self.nets = make_networks(self.model_config, self.data.x_shape, 'generator',
+                              options=self.GENERATOR_OPTIONS)
     self.sigma = self.model_config.sigma
     self.opt = self.optimizer('generator')
 
@@ -85,20 +86,16 @@ class ABP(base.InferredLatentGenerator, Method):
         'step': jnp.zeros((), jnp.int32),
     }
 
-  def run_inference(self, state, x, z0, key, n_steps, step_size, noise=True, mask=None,
-                    train=True):
+  def run_inference(self, state, x, z0, key, n_steps, step_size, noise=True, mask=None):
     """n_steps of z ← z − δ²/2·∇U + δ·ε from z0 (noise=False: no ε); (z, LangevinInfo)."""
-    return langevin(self.posterior_energy(state, x, mask, train), z0, key, n_steps=n_steps,
-                    step_size=0.5 * step_size ** 2, noise_scale=step_size if noise else 0.0,
-                    stop_gradient=True)
+    return posterior_langevin(lambda z: self.generate(state, z), x, z0, key, sigma=self.sigma,
+                              n_steps=n_steps, mask=mask, **delta_steps(step_size, noise))
 
   def update(self, state, batch, key):
     k_prior, k_chain = jax.random.split(key)
     x, mask, rows = batch['x'], batch.get('mask'), batch['index']
-    if self.hp.persistent:
-      z0 = state[PER_EXAMPLE]['z'][rows]
-    else:
-      z0 = jax.random.normal(k_prior, (x.shape[0],) + self.nets.z_shape, jnp.float32)
+    table = state[PER_EXAMPLE]['z'] if self.hp.persistent else None
+    z0 = warm_start(k_prior, (x.shape[0],) + self.nets.z_shape, table, rows)
     z, info = self.run_inference(state, x, z0, k_chain, self.hp.n_steps, self.hp.step_size,
                                  mask=mask)
     generator, rec, x_gen = self.learn_generator(state, x, z, mask)
@@ -122,5 +119,5 @@ class ABP(base.InferredLatentGenerator, Method):
     k_prior, k_chain = jax.random.split(key)
     z0 = jax.random.normal(k_prior, (x.shape[0],) + self.nets.z_shape, jnp.float32)
     z, _ = self.run_inference(state, x, z0, k_chain, self.hp.test_steps,
-                              self.hp.test_step_size, self.hp.test_noise, mask, train=False)
+                              self.hp.test_step_size, self.hp.test_noise, mask)
     return z

@@ -158,18 +158,17 @@ class LatentGenerator:
 class InferredLatentGenerator:
   """What generators whose latents are inferred by Langevin dynamics share (abp, srinf):
   needs `self.nets.generator`, `self.nets.z_shape`, `self.sigma` and an `infer(state, x, key,
-  mask=None)` of the method's own."""
+  mask=None)` of the method's own.
+
+  The generator carries no batch statistics (`GENERATOR_OPTIONS`): the chains differentiate
+  it, so g(z)_i must depend on z_i alone, in training as in evaluation; then inferring one
+  example never depends on the other rows of its batch."""
   capabilities = frozenset({'infer', 'generate', 'reconstruct', 'complete'})
+  GENERATOR_OPTIONS = {'generator': {'batch_norm': False}}
 
-  def _generate(self, state, z, train):
-    """g(z); in training mode with the batch's own BatchNorm statistics (not stored)."""
-    out = apply_network(self.nets.generator, state['generator'], z, train=train)
-    return out[0] if train else out
-
-  def posterior_energy(self, state, x, mask=None, train=True):
+  def posterior_energy(self, state, x, mask=None):
     """U(z) = ‖mask·(x − g(z))‖²/(2σ²) + ‖z‖²/2: (B, *z_shape) -> (B,)."""
-    return latent_posterior_energy(lambda z: self._generate(state, z, train), x, self.sigma,
-                                   mask)
+    return latent_posterior_energy(lambda z: self.generate(state, z), x, self.sigma, mask)
 
   def learn_generator(self, state, x, z, mask=None):
     """Learning back-prop: one optimiser step of θ on mean ‖mask·(x − g_θ(z))‖²/(2σ²) at the
@@ -188,8 +187,8 @@ class InferredLatentGenerator:
     return self.generate(state, jax.random.normal(key, (n,) + self.nets.z_shape, jnp.float32))
 
   def generate(self, state, z):
-    """g(z) in evaluation mode: (B, *z_shape) -> (B, ...)."""
-    return self._generate(state, z, train=False)
+    """g(z): (B, *z_shape) -> (B, ...)."""
+    return apply_network(self.nets.generator, state['generator'], z)
 
   def reconstruct(self, state, batch, key):
     """g(infer(x)) for batch {'x', 'mask'?}, inferred on the observed pixels only."""

@@ -7,7 +7,8 @@ One update:
      ‖y‖²/(2σ²) when `model.energy_reference_std` = σ > 0;
   3. the descriptor descends mean E(x_data) − mean E(x̃);
   4. optionally `coopnets.infer_steps` z-space Langevin steps infer z' for x̃
-     from z (posterior of x̃ = G(z) + N(0, σ_g²), σ_g = `model.sigma`), else z' = z;
+     from z (posterior of x̃ = G(z) + N(0, σ_g²), σ_g = `model.sigma`; egm's posterior
+     sampler with G in evaluation mode, so each chain is its example's alone), else z' = z;
   5. the generator descends ‖x̃ − G(z')‖²/(2σ_g²): it learns where the
      descriptor's Langevin dynamics took its own proposals.
 The chains are constants to both losses (`loss`). With `coopnets.clamp`, image
@@ -29,7 +30,7 @@ from egm.methods import base, optim
 from egm.methods.contract import Method, register
 from egm.methods.watch import Watch, clamp_fraction, gradient_norms, spread_ratio
 from egm.nets import make_networks, texture_latent_shape
-from egm.sampling import langevin, langevin_trajectory, latent_posterior_energy
+from egm.sampling import delta_steps, langevin, langevin_trajectory, posterior_langevin
 
 
 def check_config(hp) -> None:
@@ -57,7 +58,8 @@ def check_config(hp) -> None:
 @register('coopnets')
 class CoopNets(Method):
   """Descriptor E and generator G; samples are G's proposals revised by Langevin on E."""
-  capabilities = frozenset({'energy', 'proposals', 'synthesize', 'complete', 'trajectory'})
+  capabilities = frozenset({'energy', 'proposals', 'synthesize', 'complete', 'trajectory',
+                            'infer'})
   watch = Watch(
       energies=('energy_data', 'energy_revised'),
       grad_norms=('grad_norm_energy', 'grad_norm_generator', 'chain_grad_norm_last'),
@@ -136,14 +138,24 @@ class CoopNets(Method):
                        stop_gradient=True, **self.chain)
     return (y if mask is None else mask * x + (1.0 - mask) * y), info
 
-  def infer(self, state, x, z0, key, n_steps, mask=None, train=True):
-    """z-space Langevin on −log p(z | x) from z0: z ← z − δ_z²/2·∇ + δ_z·ε; (B, *z_shape)."""
-    energy_fn = latent_posterior_energy(lambda z: self._generate(state, z, train), x,
-                                        self.sigma, mask)
-    delta = self.hp.infer_step_size
-    z, _ = langevin(energy_fn, z0, key, n_steps=n_steps, step_size=0.5 * delta ** 2,
-                    noise_scale=delta, stop_gradient=True)
+  def infer_latents(self, state, x, z0, key, n_steps, mask=None):
+    """z-space Langevin on −log p(z | x) from z0: z ← z − δ_z²/2·∇ + δ_z·ε; (B, *z_shape).
+
+    The generator runs in evaluation mode (its running BatchNorm statistics) inside the
+    chain, in training and at test time alike, so each example's chain depends on that
+    example alone, not on the other rows of its batch.
+    """
+    z, _ = posterior_langevin(lambda z: self._generate(state, z, train=False), x, z0, key,
+                              sigma=self.sigma, n_steps=n_steps, mask=mask,
+                              **delta_steps(self.hp.infer_step_size))
     return z
+
+  def infer(self, state, x, key, mask=None):
+    """Latents of x (B, ...) by `coopnets.completion_infer_steps` z-space steps from the
+    prior, on the observed pixels when `mask` is given: (B, *z_shape)."""
+    k_z, k_chain = jax.random.split(key)
+    z0 = jax.random.normal(k_z, (x.shape[0],) + self.latent_shape(x.shape[1]), jnp.float32)
+    return self.infer_latents(state, x, z0, k_chain, self.hp.completion_infer_steps, mask)
 
   def loss(self, params, state, batch, key):
     """Both objectives at `params` {'energy', 'generator'}: (sum, (metrics, G's batch stats)).
@@ -161,7 +173,7 @@ class CoopNets(Method):
     x_proposed = self._generate(current, z, train=True)
     x_revised, info = self.revise(current, x_proposed, k_revise)
     if self.hp.infer_steps:
-      z = self.infer(current, x_revised, z, k_infer, self.hp.infer_steps)
+      z = self.infer_latents(current, x_revised, z, k_infer, self.hp.infer_steps)
     e = base.apply_network(self.nets.energy, nets['energy'], jnp.concatenate([x_data, x_revised]))
     e_data, e_revised = jnp.split(e, 2)
     diff = jnp.mean(e_data) - jnp.mean(e_revised)
@@ -236,7 +248,7 @@ class CoopNets(Method):
     xs, masks = jnp.repeat(x, n, axis=0), jnp.repeat(mask, n, axis=0)
     k_z, k_infer, k_revise = jax.random.split(key, 3)
     z0 = jax.random.normal(k_z, (xs.shape[0],) + self.latent_shape(x.shape[1]), jnp.float32)
-    z = self.infer(state, xs, z0, k_infer, self.hp.completion_infer_steps, masks, train=False)
+    z = self.infer_latents(state, xs, z0, k_infer, self.hp.completion_infer_steps, masks)
     filled = masks * xs + (1.0 - masks) * self._generate(state, z, train=False)
     completions = self.revise(state, filled, k_revise, mask=masks)[0]
     return jnp.mean(completions.reshape((x.shape[0], n) + x.shape[1:]), axis=1)

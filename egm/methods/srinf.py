@@ -74,7 +74,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 from jax import lax
 
 from egm.errors import EgmError
@@ -83,7 +82,7 @@ from egm.methods.contract import Method, register
 from egm.methods.watch import Watch
 from egm.nets import Networks, make_networks
 from egm.nets.hierarchical import check_fits, parse_latent_dims
-from egm.sampling import init_state, langevin
+from egm.sampling import delta_steps, init_state, posterior_langevin
 
 STEP_SIZE_PARAMS = ('scalar', 'per_layer', 'per_step')
 REVERSE_KERNELS = ('learned', 'fixed')
@@ -345,28 +344,24 @@ class Srinf(base.InferredLatentGenerator, Method):
 
   # -- capabilities -------------------------------------------------------------------------
 
-  def run_inference(self, state, x, z0, key, n_steps=None, noise=True, mask=None, train=True):
-    """n_steps (default K) of Langevin from z0 at the learned step, with egm's `langevin`
-    (noise=False: no ε); returns (z, LangevinInfo). Gradients do not flow."""
+  def run_inference(self, state, x, z0, key, n_steps=None, noise=True, mask=None):
+    """n_steps (default K) of Langevin from z0 at the learned step, with egm's posterior
+    sampler (noise=False: no ε); returns (z, LangevinInfo). Gradients do not flow."""
     n_steps = n_steps or self.n_steps
     delta = self.step_sizes(state['step_size']['params'], n_steps)
-    energy = self.posterior_energy(state, x, mask, train)
+    chain = dict(sigma=self.sigma, n_steps=n_steps, mask=mask)
+    generate = lambda z: self.generate(state, z)
     if self.hp.step_size_param != 'per_layer':  # one δ per step, all coordinates alike
-      delta = delta[:, 0]
-      return langevin(energy, z0, key, n_steps=n_steps, step_size=0.5 * delta ** 2,
-                      noise_scale=delta if noise else 0.0, stop_gradient=True)
-    # Per-layer δ: Langevin preconditioned by S = δ²/2 per coordinate is plain Langevin of
-    # step 1 and noise √2 on w = z/√S, whose energy is U(√S·w).
-    scale = delta[0] / math.sqrt(2.0)
-    w, info = langevin(lambda w: energy(w * scale), z0 / scale, key, n_steps=n_steps,
-                       step_size=1.0, noise_scale=math.sqrt(2.0) if noise else 0.0,
-                       stop_gradient=True)
-    return w * scale, info
+      return posterior_langevin(generate, x, z0, key, **chain, **delta_steps(delta[:, 0], noise))
+    # Per-layer δ: Langevin preconditioned by S = δ²/2 per coordinate (step 1, noise √2).
+    return posterior_langevin(generate, x, z0, key, **chain, step_size=1.0,
+                              noise_scale=math.sqrt(2.0) if noise else 0.0,
+                              preconditioner=0.5 * jnp.square(delta[0]))
 
   def infer(self, state, x, key, mask=None):
     """Latents of x (B, ...) by `srinf.test_steps` steps from the prior: (B, D)."""
     k_prior, k_chain = jax.random.split(key)
     z0 = jax.random.normal(k_prior, (x.shape[0],) + self.nets.z_shape, jnp.float32)
     z, _ = self.run_inference(state, x, z0, k_chain, self.test_steps, self.hp.test_noise,
-                              mask, train=False)
+                              mask)
     return z

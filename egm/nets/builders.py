@@ -48,7 +48,10 @@ def mlp_energy(model, x_shape):
 
 
 @register_network('mlp_generator', latent_shape=_vector_latent)
-def mlp_generator(model, x_shape):
+def mlp_generator(model, x_shape, batch_norm=False):
+  """`batch_norm` must stay False: the MLP generator has no normalisation."""
+  if batch_norm:
+    raise EgmError('The MLP generator has no BatchNorm (batch_norm=True was asked for).')
   return MLPGenerator(x_shape[0], model.width, model.mlp_depth)
 
 
@@ -66,8 +69,9 @@ def conv_energy(model, x_shape):
 
 
 @register_network('conv_generator', latent_shape=_vector_latent)
-def conv_generator(model, x_shape):
-  return ConvGenerator(x_shape[0], x_shape[2], model.width)
+def conv_generator(model, x_shape, batch_norm=True):
+  """`batch_norm=False`: no BatchNorm (for a generator a Langevin chain differentiates)."""
+  return ConvGenerator(x_shape[0], x_shape[2], model.width, batch_norm)
 
 
 @register_network('conv_encoder')
@@ -84,5 +88,6 @@ def texture_energy(model, x_shape):
 
 @register_network('texture_generator',
                   latent_shape=lambda model, x_shape: texture_latent_shape(x_shape[0], model.z_dim))
-def texture_generator(model, x_shape):
-  return TextureGenerator(x_shape[2], model.width)
+def texture_generator(model, x_shape, batch_norm=True):
+  """`batch_norm=False`: no BatchNorm (for a generator a Langevin chain differentiates)."""
+  return TextureGenerator(x_shape[2], model.width, batch_norm)

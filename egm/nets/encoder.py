@@ -23,7 +23,7 @@ class ConvEncoder(nn.Module):
     for i in range(stages):
       h = Conv(self.width * 2 ** (i + 1), (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
                use_bias=False)(h)
-      h = layers.leaky_relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(h))
+      h = layers.leaky_relu(layers.batch_norm(h, train))
     out = nn.Dense(2 * self.z_dim)(layers.flatten(h))
     mu, logvar = jnp.split(out, 2, axis=-1)
     return mu, jnp.clip(logvar, -12.0, 6.0)

@@ -11,17 +11,19 @@ class ConvGenerator(nn.Module):
 
   Dense to a base x base map of width*2^stages channels, then per stage a
   learned 2x upsampling (`layers.Upsample2x`, in place of ConvTranspose 4x4
-  stride 2) halving the channels, each followed by BatchNorm and ReLU, and a
-  final conv3x3 to C channels.
+  stride 2) halving the channels, each followed by BatchNorm (`batch_norm`) and
+  ReLU, and a final conv3x3 to C channels. Without BatchNorm each output row is a
+  function of its own latent alone (what a Langevin chain on z needs).
   """
   image_size: int
   channels: int
   width: int = 64
+  batch_norm: bool = True
 
   @nn.compact
   def __call__(self, z, train: bool = True):
     stages, base = layers.image_stages(self.image_size)
-    norm = lambda h: nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(h))
+    norm = lambda h: nn.relu(layers.batch_norm(h, train) if self.batch_norm else h)
     h = nn.Dense(base * base * self.width * 2 ** stages, use_bias=False)(z)
     h = norm(jnp.reshape(h, (z.shape[0], base, base, self.width * 2 ** stages)))
     for i in reversed(range(stages)):

@@ -74,6 +74,12 @@ class Upsample2x(nn.Module):
     return h.reshape(b, 2 * height, 2 * width, self.features)
 
 
+def batch_norm(x, train: bool):
+  """BatchNorm (momentum 0.9) of egm's conv nets: batch statistics in training, running ones
+  in evaluation."""
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+
+
 def flatten(x):
   """(B, ...) -> (B, prod(...))."""
   return jnp.reshape(x, (x.shape[0], -1))

@@ -1,11 +1,15 @@
-"""The registry of network builders: `@register_network(name)` functions (model, x_shape) -> module.
+"""The registry of network builders: `@register_network(name)` functions
+(model, x_shape, **options) -> module.
 
 A builder named `<family>_<role>` (e.g. `conv_energy`, `mlp_generator`,
 `texture_generator`) builds the network of that role for data of per-example shape
-`x_shape` from the `config.model` section. Generator builders also give the latent
-shape they take (`latent_shape`). `make_networks` picks the family from the data
+`x_shape` from the `config.model` section; keyword `options` are what the method asks of it
+(e.g. `batch_norm=False` for a generator a Langevin chain differentiates, `spectral_norm=True`
+for an energy), each a keyword argument of the builder. Generator builders also give the
+latent shape they take (`latent_shape`). `make_networks` picks the family from the data
 shape and `model.architecture` and builds the roles a method names.
 """
+import inspect
 import dataclasses
 from typing import Callable
 
@@ -35,12 +39,19 @@ def register_network(name: str, latent_shape=None):
   return add
 
 
-def build_network(name: str, model_config, x_shape) -> nn.Module:
-  """The network registered as `name` for data of shape `x_shape`."""
+def build_network(name: str, model_config, x_shape, **options) -> nn.Module:
+  """The network registered as `name` for data of shape `x_shape`, with the builder's
+  keyword `options`."""
   if name not in NETWORKS:
     raise EgmError(f'Unknown network {name!r}; registered: {sorted(NETWORKS)} '
                    '(egm/nets/builders.py; add one with @egm.nets.register_network).')
-  return NETWORKS[name].build(model_config, tuple(x_shape))
+  build = NETWORKS[name].build
+  known = [p for p in inspect.signature(build).parameters][2:]
+  unknown = sorted(set(options) - set(known))
+  if unknown:
+    raise EgmError(f'The network {name!r} takes no option {", ".join(unknown)}; its options: '
+                   f'{known or "none"}.')
+  return build(model_config, tuple(x_shape), **options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,8 +90,9 @@ def family(model_config, x_shape) -> str:
       'and config.data.channels to get square images.')
 
 
-def make_networks(model_config, x_shape, *roles: str) -> Networks:
-  """The networks of `roles` (e.g. 'energy', 'generator', 'encoder') for `x_shape` data."""
+def make_networks(model_config, x_shape, *roles: str, options: dict | None = None) -> Networks:
+  """The networks of `roles` (e.g. 'energy', 'generator', 'encoder') for `x_shape` data;
+  `options` {role: {option: value}} go to the roles' builders (`build_network`)."""
   fam = family(model_config, x_shape)
   modules, z_shape = {}, None
   for role in roles:
@@ -88,7 +100,7 @@ def make_networks(model_config, x_shape, *roles: str) -> Networks:
     if name not in NETWORKS:
       raise EgmError(f'The {fam} network family has no {role} (no network {name!r} is '
                      f'registered); this method needs one. Registered: {sorted(NETWORKS)}.')
-    modules[role] = build_network(name, model_config, x_shape)
+    modules[role] = build_network(name, model_config, x_shape, **(options or {}).get(role, {}))
     if NETWORKS[name].latent_shape is not None:
       z_shape = NETWORKS[name].latent_shape(model_config, tuple(x_shape))
   return Networks(modules, z_shape)

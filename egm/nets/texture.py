@@ -41,14 +41,15 @@ class TextureGenerator(nn.Module):
   """(B,h,w,z_dim) latent map -> (B,4h,4w,C) in [-1, 1] (tanh).
 
   conv3x3 to width·4 channels, then two `layers.Upsample2x` stages halving the
-  channels, each with BatchNorm and ReLU, and a final conv3x3 to C channels.
+  channels, each with BatchNorm (`batch_norm`) and ReLU, and a final conv3x3 to C channels.
   """
   channels: int
   width: int = 64
+  batch_norm: bool = True
 
   @nn.compact
   def __call__(self, z, train: bool = True):
-    norm = lambda h: nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(h))
+    norm = lambda h: nn.relu(layers.batch_norm(h, train) if self.batch_norm else h)
     h = norm(Conv(self.width * 2 ** _STAGES, (3, 3), padding='SAME', use_bias=False)(z))
     for i in reversed(range(_STAGES)):
       h = norm(layers.Upsample2x(self.width * 2 ** i, use_bias=False)(h))

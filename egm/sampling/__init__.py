@@ -30,7 +30,8 @@ One convention for both samplers and both kernels:
   accept/reject decision fixed; `score_corrected_loss` adds the missing term.
 
 Modules: core (state, info, scan), ula (langevin), metropolis (mala),
-posterior (latent_posterior_energy), schedules.
+posterior (latent_posterior_energy, posterior_langevin: the z-space sampler of
+every latent-variable method), schedules.
 """
 
 from egm.sampling import schedules
@@ -43,14 +44,18 @@ from egm.sampling.metropolis import adapt_step_size
 from egm.sampling.metropolis import mala
 from egm.sampling.metropolis import mala_kernel
 from egm.sampling.metropolis import score_corrected_loss
+from egm.sampling.posterior import delta_steps
 from egm.sampling.posterior import latent_posterior_energy
+from egm.sampling.posterior import posterior_langevin
+from egm.sampling.posterior import warm_start
 from egm.sampling.ula import langevin
 from egm.sampling.ula import langevin_kernel
 from egm.sampling.ula import langevin_trajectory
 
 __all__ = [
     'LangevinInfo', 'LangevinState', 'StepInfo', 'adapt_step_size',
-    'init_state', 'langevin', 'langevin_kernel', 'langevin_trajectory',
-    'latent_posterior_energy', 'mala', 'mala_kernel', 'schedules',
-    'score_corrected_loss', 'sum_per_example',
+    'delta_steps', 'init_state', 'langevin', 'langevin_kernel',
+    'langevin_trajectory', 'latent_posterior_energy', 'mala', 'mala_kernel',
+    'posterior_langevin', 'schedules', 'score_corrected_loss',
+    'sum_per_example', 'warm_start',
 ]
