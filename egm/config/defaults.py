@@ -32,12 +32,15 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.texture_size = 0  # texture: sources: exemplar's shorter side in pixels (0: as is)
 
   config.model = ml_collections.ConfigDict()
-  config.model.architecture = 'auto'  # 'auto' (MLPs for points, ConvNets for images) | 'texture'
+  # 'auto' (MLPs for points, ConvNets for images) | 'texture' | 'resnet' (residual nets)
+  config.model.architecture = 'auto'
   config.model.z_dim = 100
   config.model.width = 64  # base channel count of the conv nets / hidden units of the MLPs
   # texture descriptor: stride-2 stages; each score sees 3·2^stages px (2: 12 px, 4: 48 px)
   config.model.texture_energy_stages = 2
   config.model.mlp_depth = 3  # hidden layers of the 2-D MLP nets
+  # resnet nets: channels per 2x stage, comma-separated ('': width·2^i, capped at 8·width)
+  config.model.channel_plan = ''
   config.model.energy_reference_std = 0.0  # >0 adds ‖x‖²/(2 std²) to E (Gaussian reference)
   # 'bfloat16': the image ConvNet energy computes in bf16 (chains, parameters stay float32)
   config.model.energy_dtype = 'float32'

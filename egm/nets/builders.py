@@ -3,7 +3,9 @@ from egm.errors import EgmError
 from egm.nets.encoder import ConvEncoder, MLPEncoder
 from egm.nets.energy import ConvEnergy, MLPEnergy
 from egm.nets.generator import ConvGenerator, MLPGenerator
+from egm.nets import residual
 from egm.nets.registry import register_network
+from egm.nets.residual import ResNetEncoder, ResNetEnergy, ResNetGenerator
 from egm.nets.texture import SCALE, TextureEnergy, TextureGenerator
 
 
@@ -62,10 +64,11 @@ def mlp_encoder(model, x_shape):
 
 
 @register_network('conv_energy')
-def conv_energy(model, x_shape):
+def conv_energy(model, x_shape, spectral_norm=False):
+  """`spectral_norm=True`: every convolution spectrally normalised."""
   del x_shape
   return ConvEnergy(model.width, model.energy_reference_std,
-                    compute_dtype=energy_dtype(model))
+                    compute_dtype=energy_dtype(model), spectral_norm=spectral_norm)
 
 
 @register_network('conv_generator', latent_shape=_vector_latent)
@@ -91,3 +94,23 @@ def texture_energy(model, x_shape):
 def texture_generator(model, x_shape, batch_norm=True):
   """`batch_norm=False`: no BatchNorm (for a generator a Langevin chain differentiates)."""
   return TextureGenerator(x_shape[2], model.width, batch_norm)
+
+
+@register_network('resnet_energy')
+def resnet_energy(model, x_shape, spectral_norm=False, activation='leaky_relu'):
+  """`spectral_norm=True`: every layer spectrally normalised; `activation` by name."""
+  return ResNetEnergy(residual.channel_plan(model, x_shape[0]), spectral_norm, activation,
+                      model.energy_reference_std)
+
+
+@register_network('resnet_generator', latent_shape=_vector_latent)
+def resnet_generator(model, x_shape, batch_norm=True, activation='relu'):
+  """`batch_norm=False`: no BatchNorm (for a generator a Langevin chain differentiates)."""
+  return ResNetGenerator(x_shape[0], x_shape[2], residual.channel_plan(model, x_shape[0]),
+                         batch_norm, activation)
+
+
+@register_network('resnet_encoder')
+def resnet_encoder(model, x_shape, batch_norm=True, activation='leaky_relu'):
+  return ResNetEncoder(model.z_dim, residual.channel_plan(model, x_shape[0]), batch_norm,
+                       activation)

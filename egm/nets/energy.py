@@ -22,7 +22,8 @@ class ConvEnergy(nn.Module):
 
   The trunk of `layers.ConvTrunk`, then a conv over the whole base x base map
   (VALID) to one channel: 5 convolutions for 32 px, LeakyReLU 0.2, no norm;
-  plus `reference_energy(x, reference_std)`.
+  plus `reference_energy(x, reference_std)`. With `spectral_norm` every convolution is
+  spectrally normalised (its power iteration advances when `train`).
 
   `compute_dtype` 'bfloat16' runs the network's convolutions and activations in
   bfloat16 (parameters, the input x, the returned energy and hence Langevin chain
@@ -31,11 +32,12 @@ class ConvEnergy(nn.Module):
   width: int = 64
   reference_std: float = 0.0
   compute_dtype: str = 'float32'
+  spectral_norm: bool = False
 
   @nn.compact
-  def __call__(self, x):
-    h = layers.ConvTrunk(self.width)(x.astype(self.compute_dtype))
-    h = Conv(1, h.shape[1:3], padding='VALID')(h)
+  def __call__(self, x, train: bool = False):
+    h = layers.ConvTrunk(self.width, self.spectral_norm)(x.astype(self.compute_dtype), train)
+    h = layers.normalized(Conv(1, h.shape[1:3], padding='VALID'), self.spectral_norm, train)(h)
     energy = jnp.reshape(h, (x.shape[0],)).astype(x.dtype)
     return energy + reference_energy(x, self.reference_std)
 

@@ -43,15 +43,19 @@ class ConvTrunk(nn.Module):
 
   conv3x3(width) then one conv4x4 stride-2 per stage, doubling channels, LeakyReLU 0.2:
   for 32 px and width 64 this is the 64 -> 128 -> 256 -> 512 ConvNet of the short-run EBM.
+  Every conv spectrally normalised with `spectral_norm` (`normalized`; `train` updates its
+  power iteration).
   """
   width: int
+  spectral_norm: bool = False
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, train: bool = False):
     stages, _ = image_stages(x.shape[1])
-    x = leaky_relu(Conv(self.width, (3, 3), padding='SAME')(x))
+    conv = lambda *args, **kwargs: normalized(Conv(*args, **kwargs), self.spectral_norm, train)
+    x = leaky_relu(conv(self.width, (3, 3), padding='SAME')(x))
     for i in range(stages):
-      x = Conv(self.width * 2 ** (i + 1), (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))(x)
+      x = conv(self.width * 2 ** (i + 1), (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))(x)
       x = leaky_relu(x)
     return x
 
@@ -72,6 +76,15 @@ class Upsample2x(nn.Module):
     b, height, width, _ = h.shape
     h = h.reshape(b, height, width, 2, 2, self.features).transpose(0, 1, 3, 2, 4, 5)
     return h.reshape(b, 2 * height, 2 * width, self.features)
+
+
+def normalized(layer: nn.Module, spectral_norm: bool, train: bool):
+  """`layer` as a function of x, its kernel spectrally normalised when `spectral_norm`: flax's
+  `nn.SpectralNorm`, one power iteration per call, its `u` vector (in 'batch_stats') updated
+  only when `train`. Call it inside the `nn.compact` method that created `layer`."""
+  if not spectral_norm:
+    return layer
+  return lambda x: nn.SpectralNorm(layer, n_steps=1)(x, update_stats=train)
 
 
 def batch_norm(x, train: bool):

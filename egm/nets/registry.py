@@ -70,16 +70,21 @@ class Networks:
     raise AttributeError(f'no {role!r} network; built: {sorted(modules)}')
 
 
+IMAGE_FAMILIES = ('texture', 'resnet')
+
+
 def family(model_config, x_shape) -> str:
-  """'mlp' for points (D,), 'conv' for square images, 'texture' when asked for images."""
+  """'mlp' for points (D,), 'conv' for square images; 'texture' or 'resnet' when asked for
+  images."""
   x_shape = tuple(x_shape)
   is_image = len(x_shape) == 3 and x_shape[0] == x_shape[1] and x_shape[2] in (1, 3)
-  if model_config.architecture not in ('auto', 'texture'):
+  if model_config.architecture not in ('auto',) + IMAGE_FAMILIES:
     raise EgmError(
         f'config.model.architecture is {model_config.architecture!r}; it must be auto '
-        '(MLPs for points, ConvNets for images) or texture. Fix --config.model.architecture.')
-  if model_config.architecture == 'texture' and is_image:
-    return 'texture'
+        '(MLPs for points, ConvNets for images), texture (fully convolutional nets) or resnet '
+        '(residual nets). Fix --config.model.architecture.')
+  if model_config.architecture in IMAGE_FAMILIES and is_image:
+    return model_config.architecture
   if model_config.architecture == 'auto' and len(x_shape) == 1:
     return 'mlp'
   if model_config.architecture == 'auto' and is_image:
