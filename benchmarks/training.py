@@ -3,11 +3,10 @@ import importlib
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from egm.run import experiment, parallel, trainer
 from egm.methods import DataSpec, make_method
+from egm.run import experiment, parallel, trainer
 
 
 def example_shape(config) -> tuple:

@@ -14,8 +14,8 @@ from absl import app, flags, logging
 
 from egm.config import checks
 from egm.cpu import host_memory
-from egm.run import distributed
 from egm.errors import EgmError
+from egm.run import distributed
 
 REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             'configs')

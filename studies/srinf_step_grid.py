@@ -36,10 +36,9 @@ import optax
 
 from configs import srinf_fashion
 from egm import data
+from egm.data import dataset as dataset_lib
 from egm.run import experiment, trainer
 from egm.run.workdir import open_run
-from egm.data import dataset as dataset_lib
-from egm.evaluation import evaluate
 
 RANKED_BY = ('test_rec_mse', 'test_bound_refit')
 

@@ -24,10 +24,10 @@ import importlib
 import json
 import os
 
-from egm.run import experiment, trainer
 from egm.data import TOY2D_NAMES
 from egm.errors import EgmError
 from egm.evaluation import evaluate
+from egm.run import experiment, trainer
 from egm.run.guard import DivergenceError
 
 DENSITY_TV_GOAL = 0.35

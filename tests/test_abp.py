@@ -8,11 +8,11 @@ import optax
 import pytest
 
 from configs import abp_fashion, triangle_toy2d
-from egm.run import parallel, trainer
 from egm.errors import EgmError
 from egm.methods import DataSpec, make_method
 from egm.methods.abp import ABP
 from egm.nets import Networks
+from egm.run import parallel, trainer
 
 
 def _method(config, shape, rows=64, batch=16):

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from configs import ebm_toy2d
+from egm.errors import EgmError
 from egm.run import experiment
 from egm.run.checkpointing import Checkpointer, CorruptCheckpointError
-from egm.errors import EgmError
 from orbax.checkpoint._src.path import atomicity
 
 STATE = {'net': {'w': jnp.arange(2000.0).reshape(40, 50), 'b': jnp.ones((7,))},

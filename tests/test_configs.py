@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from egm.run import trainer
 from egm.evaluation import evaluate
+from egm.run import trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, 'configs', '*.py'))

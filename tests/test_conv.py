@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from egm.errors import EgmError
 from egm.cpu import conv_impl
 from egm.cpu import convolution as conv
+from egm.errors import EgmError
 from egm.nets.conv import Conv
 
 resolve = conv.resolve

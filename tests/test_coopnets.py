@@ -12,7 +12,6 @@ import pytest
 from configs import (coopnets_cifar, coopnets_fashion, coopnets_texture, coopnets_toy2d,
                      triangle_digits)
 from egm import data
-from egm.run import experiment
 from egm.data.dataset import LoadOptions
 from egm.errors import EgmError
 from egm.evaluation import texture_stats
@@ -20,6 +19,7 @@ from egm.evaluation.metrics import completion, figures
 from egm.evaluation.registry import METRICS
 from egm.methods import DataSpec, base, make_method
 from egm.methods.contract import has_capability
+from egm.run import experiment
 from egm.sampling import langevin, latent_posterior_energy
 
 

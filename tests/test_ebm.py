@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from configs import ebm_cifar, ebm_cifar_convergent, ebm_fashion, ebm_toy2d
-from egm.run import parallel, trainer
 from egm.errors import EgmError
 from egm.methods import DataSpec, base, make_method
 from egm.methods.contract import has_capability
+from egm.run import parallel, trainer
 from egm.sampling import langevin
 
 MU = np.array([1.0, -0.5])

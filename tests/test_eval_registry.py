@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from configs import classifier_fashion, ebm_fashion, triangle_fashion
-from egm.run import experiment, trainer
 from egm.errors import EgmError
 from egm.evaluation import evaluate, inception, registry
 from egm.evaluation.feature_net import load_feature_net
+from egm.run import experiment, trainer
 
 
 def _write_npz(path, seed: int, n: int = 64, n_test: int = 64):

@@ -8,6 +8,7 @@ from scipy.special import ndtr
 
 from egm import evaluation
 from egm.errors import EgmError
+from egm.figures import images as figure_images
 
 
 def gaussian_cell_masses(extent, size, mean=(0.0, 0.0), std=1.0):
@@ -161,7 +162,7 @@ def test_save_image_grid_round_trip(tmp_path, channels, mode):
   images = np.random.default_rng(1).uniform(-1, 1, (6, 5, 7, channels))
   path = tmp_path / 'nested' / 'dir' / 'grid.png'
   evaluation.save_image_grid(path, images, ncols=3)
-  factor = evaluation.images.enlargement(5)  # 5x7 images are enlarged to >= 48 px tiles
+  factor = figure_images.enlargement(5)  # 5x7 images are enlarged to >= 48 px tiles
   expected = evaluation.image_grid(np.repeat(np.repeat(images, factor, 1), factor, 2), ncols=3)
   with Image.open(path) as image:
     assert image.format == 'PNG' and image.mode == mode

@@ -2,7 +2,7 @@
 import numpy as np
 from PIL import Image
 
-from egm.evaluation import images
+from egm.figures import images
 
 
 def test_small_images_are_enlarged_and_captioned(tmp_path):

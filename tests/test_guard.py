@@ -12,10 +12,10 @@ import pytest
 from configs import coopnets_toy2d, ebm_toy2d, triangle_toy2d
 from egm import data
 from egm.config import defaults
-from egm.run import experiment, guard, trainer
-from egm.run.checkpointing import Checkpointer
 from egm.errors import EgmError
 from egm.methods import contract, make_method, watch
+from egm.run import experiment, guard, trainer
+from egm.run.checkpointing import Checkpointer
 
 LIMITS = defaults.base_config().guard
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from configs import coopnets_toy2d, ebm_toy2d, triangle_digits, triangle_toy2d
-from egm.run import experiment, trainer
 from egm.evaluation import evaluate
+from egm.run import experiment, trainer
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from configs import abp_fashion, ebm_toy2d, triangle_digits
-from egm.run import experiment, parallel, trainer
 from egm.methods import DataSpec, make_method
+from egm.run import experiment, parallel, trainer
 
 
 def _batches(shape, batch_size, n):

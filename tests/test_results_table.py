@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from studies import results_table
 from egm.errors import EgmError
+from studies import results_table
 
 
 def test_every_generative_method_gets_a_fashion_run():

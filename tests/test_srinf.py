@@ -12,11 +12,11 @@ import pytest
 from scipy import optimize
 
 from configs import srinf_celeba, srinf_cifar, srinf_fashion, triangle_toy2d
-from egm.run import trainer
 from egm.errors import EgmError
 from egm.methods import DataSpec, has_capability, make_method
 from egm.methods.srinf import Srinf, short_run
 from egm.nets import Networks
+from egm.run import trainer
 from egm.sampling import langevin
 
 DIMS = (2, 3)  # latent layers of the linear-Gaussian model: z is 5-D, x is 8-D

@@ -9,9 +9,9 @@ from configs.default import get_config
 from egm import data
 from egm.data.dataset import SUBSET_SEED, sample_indices
 from egm.evaluation import feature_metrics as fm
-from egm.evaluation import images
 from egm.evaluation.context import EvalContext
 from egm.evaluation.metrics import completion, feature_space, figures
+from egm.figures import images
 
 CLASSES = 10
 

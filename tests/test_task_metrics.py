@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from egm.errors import EgmError
-from egm.evaluation import plots, task_metrics
+from egm.evaluation import task_metrics
+from egm.figures import plots
 
 
 def test_auroc_auprc_of_separated_scores_is_one():

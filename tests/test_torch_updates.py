@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from benchmarks import torch_updates, training
-from egm.run import experiment
 from egm.methods import DataSpec, make_method
+from egm.run import experiment
 
 torch = pytest.importorskip('torch')
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from configs import triangle_digits, triangle_toy2d
-from egm.run import experiment, parallel, trainer
 from egm.errors import EgmError
 from egm.evaluation import evaluate
+from egm.run import experiment, parallel, trainer
 from egm.run import workdir
 from egm.run.metric_writer import NonFiniteLossError
 

@@ -19,8 +19,8 @@ import pytest
 from absl import flags
 
 from egm import cli, data
-from egm.run import distributed, experiment
 from egm.errors import EgmError
+from egm.run import distributed, experiment
 from troubleshooting_cases import CASES, CHECKPOINT_ROWS, OTHER_ROWS, TOY, Case, readme_table
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -134,7 +134,7 @@ CASES = [
     Case('energy-dtype', 'config', 'an unknown energy dtype',
          (TOY, '--config.model.energy_dtype=float8'), 'must be float32 or bfloat16'),
     Case('architecture', 'config', 'an unknown architecture',
-         (TOY, '--config.model.architecture=resnet'), 'config.model.architecture is'),
+         (TOY, '--config.model.architecture=transformer'), 'config.model.architecture is'),
     Case('method-section', 'config', "an impossible value in a method's section "
          '(`ebm.n_steps=0`)', ('configs/ebm_toy2d.py:smoke', '--config.ebm.n_steps=0'),
          'ebm.n_steps is 0'),

@@ -37,13 +37,12 @@ import contextlib
 import functools
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 from flax.linen import dtypes
 from flax.linen.linear import canonicalize_padding
 
-from egm.errors import EgmError
 from egm.cpu import conv_transpose, convolution, switch
+from egm.errors import EgmError
 
 IMPLS = ('auto', 'matmul')
 PADDING_NAMES = ('SAME', 'SAME_LOWER', 'VALID')

@@ -7,6 +7,6 @@ from egm.evaluation.density import histogram_density
 from egm.evaluation.density import kl_divergence
 from egm.evaluation.density import total_variation
 from egm.evaluation.density import true_density
-from egm.evaluation.images import image_grid
-from egm.evaluation.images import save_image_grid
-from egm.evaluation.images import save_points_png
+from egm.figures.images import image_grid
+from egm.figures.images import save_image_grid
+from egm.figures.images import save_points_png

@@ -1,17 +1,50 @@
 """What `eval.py` computes for a trained state: metrics JSON plus figures in `<workdir>/eval/`.
 
 The metrics and figures are those of the registry (egm/evaluation/registry.py, the metrics in
-egm/evaluation/metrics/) that apply to the method and data, or those `config.eval.metrics` names.
+egm/evaluation/metrics/) that apply to the method and data, or those `config.eval.metrics` names
+(`run_metrics`).
 """
 import json
 import os
 
 import jax
 
-from egm.evaluation import images
+from egm.errors import EgmError
+from egm.figures import images
+from egm.evaluation import metrics as _metrics  # noqa: F401  (registers the built-in metrics)
 from egm.evaluation.context import EvalContext
-from egm.evaluation.registry import run_metrics
+from egm.evaluation.registry import METRICS
 from egm.run import workdir as workdir_lib
+
+
+def parse_names(spec) -> tuple[str, ...] | None:
+  """'all' -> None; 'a,b' or ('a', 'b') -> ('a', 'b'); unknown names raise EgmError."""
+  names = tuple(n.strip() for n in (spec.split(',') if isinstance(spec, str) else spec))
+  names = tuple(n for n in names if n)
+  if names in ((), ('all',)):
+    return None
+  unknown = [n for n in names if n not in METRICS]
+  if unknown:
+    raise EgmError(
+        f'Unknown metric(s) {", ".join(unknown)} in config.eval.metrics. Choose from '
+        f'{", ".join(METRICS)} (comma-separated), or "all" for every applicable one.')
+  return names
+
+
+def run_metrics(context) -> dict:
+  """Runs the metrics `context.config.eval.metrics` names; returns their merged results."""
+  names = parse_names(context.config.eval.metrics)
+  results = {}
+  for metric in METRICS.values():
+    if names is not None and metric.name not in names:
+      continue
+    reason = metric.needs.unmet(context)
+    if reason is None:
+      results.update(metric.fn(context))
+    elif names is not None:
+      print(f'note: skipping the metric {metric.name!r} named in config.eval.metrics: {reason}.',
+            flush=True)
+  return results
 
 
 def evaluate_state(exp, state, out_dir: str) -> dict:

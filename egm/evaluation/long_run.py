@@ -17,7 +17,7 @@ import os
 import jax
 import numpy as np
 
-from egm.evaluation import images
+from egm.figures import images
 
 
 def diagnostics(exp, state, key, out_dir: str, points_tv=None) -> dict:

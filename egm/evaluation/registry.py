@@ -1,15 +1,15 @@
 """The metrics registry: `@register_metric(name, needs...)` functions `(context) -> dict`.
 
 Each metric declares what it needs (method functions, image or point data, labels, a test
-split, a feature network, Inception weights, config keys that must be set); `run_metrics`
-runs, in registration order, the metrics named by `config.eval.metrics` ('all': every
-applicable one). A named metric whose needs are not met is skipped with a note that says why
-(one list can serve several methods).
+split, a feature network, Inception weights, config keys that must be set);
+`evaluate.run_metrics` runs, in registration order, the metrics named by
+`config.eval.metrics` ('all': every applicable one). A named metric whose needs are not met
+is skipped with a note that says why (one list can serve several methods). The built-in
+metrics (egm/evaluation/metrics/) import this module to register; it imports none of them.
 """
 import dataclasses
 from typing import Callable
 
-from egm.errors import EgmError
 from egm.methods.contract import has_capability
 from egm.registry import add_to_registry
 
@@ -80,34 +80,3 @@ def register_metric(name: str, **needs):
     add_to_registry(METRICS, 'metric', name, Metric(name, fn, Needs(**needs)))
     return fn
   return add
-
-
-def parse_names(spec) -> tuple[str, ...] | None:
-  """'all' -> None; 'a,b' or ('a', 'b') -> ('a', 'b'); unknown names raise EgmError."""
-  import egm.evaluation.metrics  # noqa: F401  (registers the built-in metrics)
-  names = tuple(n.strip() for n in (spec.split(',') if isinstance(spec, str) else spec))
-  names = tuple(n for n in names if n)
-  if names in ((), ('all',)):
-    return None
-  unknown = [n for n in names if n not in METRICS]
-  if unknown:
-    raise EgmError(
-        f'Unknown metric(s) {", ".join(unknown)} in config.eval.metrics. Choose from '
-        f'{", ".join(METRICS)} (comma-separated), or "all" for every applicable one.')
-  return names
-
-
-def run_metrics(context) -> dict:
-  """Runs the metrics `context.config.eval.metrics` names; returns their merged results."""
-  names = parse_names(context.config.eval.metrics)
-  results = {}
-  for metric in METRICS.values():
-    if names is not None and metric.name not in names:
-      continue
-    reason = metric.needs.unmet(context)
-    if reason is None:
-      results.update(metric.fn(context))
-    elif names is not None:
-      print(f'note: skipping the metric {metric.name!r} named in config.eval.metrics: {reason}.',
-            flush=True)
-  return results

@@ -1,9 +1,9 @@
 """The built-in networks, registered by `<family>_<role>` name (see registry.py)."""
 from egm.errors import EgmError
+from egm.nets import residual
 from egm.nets.encoder import ConvEncoder, MLPEncoder
 from egm.nets.energy import ConvEnergy, MLPEnergy
 from egm.nets.generator import ConvGenerator, MLPGenerator
-from egm.nets import residual
 from egm.nets.registry import register_network
 from egm.nets.residual import ResNetEncoder, ResNetEnergy, ResNetGenerator
 from egm.nets.texture import SCALE, TextureEnergy, TextureGenerator

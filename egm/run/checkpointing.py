@@ -10,8 +10,8 @@ import sys
 import jax
 import orbax.checkpoint as ocp
 
-from egm.run import write_errors
 from egm.errors import EgmError, first_few
+from egm.run import write_errors
 
 CORRUPT_DIR = 'corrupt_checkpoints'  # under the workdir: checkpoints that did not read back
 DELETED_DIR = '.deleted'  # under the checkpoint directory: old checkpoints being removed

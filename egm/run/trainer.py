@@ -16,11 +16,11 @@ import jax
 import numpy as np
 
 from egm import data
+from egm.figures import images
+from egm.methods import has_capability, make_method
 from egm.run import experiment, parallel, phases
 from egm.run.checkpointing import Checkpointer
-from egm.evaluation import images
 from egm.run.guard import Guard
-from egm.methods import has_capability, make_method
 from egm.run.metric_writer import MetricWriter
 
 

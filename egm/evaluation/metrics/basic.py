@@ -23,8 +23,9 @@ import jax
 import numpy as np
 
 from egm import data
-from egm.evaluation import density, images, long_run
+from egm.evaluation import density, long_run
 from egm.evaluation.registry import register_metric
+from egm.figures import images
 from egm.methods.contract import has_capability
 
 

@@ -22,8 +22,8 @@ from egm import data
 from egm.data.dataset import sample_indices
 from egm.data.masks import example_masks, parse_mask
 from egm.errors import EgmError
-from egm.evaluation import images
 from egm.evaluation.registry import register_metric
+from egm.figures import images
 from egm.methods.contract import has_capability
 
 _MASK_SEED = 8765  # completion masks: not the training masks

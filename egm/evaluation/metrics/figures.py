@@ -17,8 +17,8 @@ import jax
 import numpy as np
 
 from egm.data.dataset import sample_indices
-from egm.evaluation import images, plots
 from egm.evaluation.registry import register_metric
+from egm.figures import images, plots
 
 _ROWS = 8  # examples shown per figure
 _INTERPOLATION_STEPS = 8

@@ -11,9 +11,9 @@ import os
 import jax
 import numpy as np
 
-from egm.evaluation import images
 from egm.evaluation.metrics.basic import sample_tv
 from egm.evaluation.registry import register_metric
+from egm.figures import images
 
 
 @register_metric('proposals', methods=('proposals',))

@@ -17,8 +17,9 @@ import numpy as np
 
 from egm.data import texture
 from egm.data.dataset import LoadOptions
-from egm.evaluation import images, texture_stats
+from egm.evaluation import texture_stats
 from egm.evaluation.registry import register_metric
+from egm.figures import images
 
 UNRELATED = {'brick': 'grass', 'grass': 'brick', 'gravel': 'brick'}
 
