@@ -4,13 +4,9 @@ The descriptor is the 32x32 ConvNet EBM plus the Gaussian reference energy
 ‖y‖²/(2σ²); 15 unit-temperature descriptor Langevin steps y ← y − δ²/2·∇E + δ·ε
 revise each proposal; the generator regresses onto the revisions with σ_g = 0.3;
 Adam β1 = 0.5, lr 1e-3 (descriptor) and 1e-4 (generator), as in the reference code.
-Where this departs from the reference (σ = 0.016, δ = 0.002): in egm's [-1, 1]
-pixel units a reference of σ = 0.016 gives data images energies of ~1e6 that the
-descriptor must first learn to cancel (measured on Fashion-MNIST: after 50 updates
-E(data) 9.8e5 against E(revised) 6.3e3, revisions moving pixels by 0.012 rms), so
-σ = 1 (the reference only keeps exp(−E) normalisable) and δ = 0.02 (revisions large
-enough to teach the generator). As in the reference, revisions are not clamped to [-1, 1]
-(`coopnets.clamp`; the Fashion-MNIST and texture configs were tuned with the clamp and keep it).
+Departs from the reference's σ = 0.016 and δ = 0.002 in egm's [-1, 1] pixel units: σ = 1
+and δ = 0.02 (why: docs/methods/coopnets.md). As in the reference, revisions are not
+clamped to [-1, 1] (`coopnets.clamp`; the Fashion-MNIST and texture configs clamp).
 Offline, train on the JPEG archive:
 --config.data.source=folder:../shared/data/cifar10_jpeg.tar.gz
 """

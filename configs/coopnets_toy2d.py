@@ -14,10 +14,8 @@ def get_config(arg=None):
   config.coopnets.step_size = 0.1
   config.coopnets.energy_l2 = 0.01
   config.eval.num_tv_samples = 20_000
-  # At unit temperature a mean data/sample energy gap of 10 nats means the chains sample
-  # states e^10 times less probable than the data: they no longer sample exp(−E), and the
-  # energy runs off (measured on rings, 2spirals). The guard rolls back to the last good
-  # checkpoint at 0.3x the learning rates, up to guard.max_rollbacks times, then stops.
+  # A data/sample energy gap above 10 nats at unit temperature: the chains no longer sample
+  # exp(−E). The guard rolls back to the last good checkpoint at lower learning rates.
   config.guard.max_energy_gap = 10.0
   config.guard.policy = 'rollback'
   config.eval.long_run_factor = 0

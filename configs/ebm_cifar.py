@@ -2,7 +2,7 @@
 
 x <- x - dE/dx + 0.01·eps (step 1, noise 0.01: a cold, non-convergent sampler whose K-step samples
 look like data), Adam 1e-4, batch 64, data noise 0.03. As in the reference, chains are not clamped to
-[-1, 1] (`ebm.clamp`; the configs derived from this one were tuned with the clamp and keep it). The
+[-1, 1] (`ebm.clamp`; the Fashion-MNIST config clamps). The
 MH long-run diagnostic samples exp(−E/T) at the training temperature T = 0.01²/2 = 5e-5 with a step
 adapted to a mean acceptance of 0.57 (a fixed step's MALA acceptance falls with the dimension,
 here 3072). Offline:

@@ -13,5 +13,5 @@ def get_config(arg=None):
   config.data.channels = 1
   config.model.width = 32
   config.ebm.n_steps = 60
-  config.ebm.clamp = True  # tuned with chains clamped to [-1, 1]
+  config.ebm.clamp = True  # chains clamped to [-1, 1]
   return default.finish(config, arg)

@@ -151,7 +151,7 @@ def test_learned_step_lands_at_the_bound_minimiser_same_form_reverse_kernel():
   print(f'\nsame-form r: exact-KL argmin δ {kl_min:.3f}, bound argmin {bound_min:.3f} '
         f'({bound_min / kl_min:.2f}x), learned {learned:.3f}')
   assert abs(learned / bound_min - 1) < 0.05
-  assert 1.2 < bound_min / kl_min < 1.7  # documented in srinf.py: this bound overshoots
+  assert 1.2 < bound_min / kl_min < 1.7  # docs/methods/srinf.md: this bound overshoots
 
 
 def test_learned_step_lands_at_the_bound_minimiser_learned_reverse_kernel():

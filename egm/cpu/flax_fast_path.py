@@ -1,9 +1,9 @@
 """egm's fast convolution for a user's plain `flax.linen.Conv` layers, without rewriting them.
 
-    with egm.nets.fast_convolutions():           # around tracing: jit, grad, a sampler call
+    with egm.cpu.fast_convolutions():            # around tracing: jit, grad, a sampler call
       x, info = langevin(energy, x0, key, ...)
 
-    energy = egm.nets.fast_convolutions()(energy)  # or as a decorator of the energy function
+    energy = egm.cpu.fast_convolutions()(energy)   # or as a decorator of the energy function
 
 Inside the context a `flax.linen.intercept_methods` interceptor computes each eligible
 `nn.Conv.__call__` as egm's convolution (on a CPU run oneDNN's,

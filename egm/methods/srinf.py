@@ -50,15 +50,12 @@ unadjusted Langevin, which pushes δ towards larger steps, nearer the stability 
 `srinf.reverse_kernel='learned'` (default) makes (a_t, b_t, log c_t) per step and latent
 layer variational parameters of the same bound (Salimans et al. learn r too; any values
 keep B a bound), minimised jointly with δ: r can then pull the reverse path back towards
-the prior, and the bound becomes much tighter. Measured in a linear-Gaussian model where q_K,
-B and the exact KL are closed-form (tests/test_srinf.py: 5-D latent in layers (2, 3), 8-D x,
-σ 0.5, K 10, scalar δ; KL(q_0 ‖ p) = 17.1 nats): the exact KL is minimal at δ = 0.403
-(KL 0.20); the same-form bound at δ = 0.546 (1.36x; B + log p(x) = 10.2 there, loose; the
-exact KL at that step is 1.20, 6x the best); the learned-r bound at
-δ = 0.347 (0.86x; B + log p(x) = 1.30, the exact KL at that step 0.31). The
-learned step lands at the bound's minimiser (within 1% in the test), which for the learned r
-is a somewhat smaller step than the exact KL's: the isotropic per-layer r matches the
-chain's reversal less well for larger steps. What B ignores is exactly that mismatch term;
+the prior, and the bound becomes much tighter. In a linear-Gaussian model where q_K, B and
+the exact KL are closed-form (tests/test_srinf.py; the numbers are in docs/methods/srinf.md)
+the same-form bound's minimiser overshoots the exact KL's step and the learned-r bound's
+undershoots it slightly (the isotropic per-layer r matches the chain's reversal less well for
+larger steps); the learned step lands at the bound's minimiser. What B ignores is exactly
+that mismatch term;
 θ is never trained on B (it learns from the complete-data likelihood at z_K, as in the
 paper), and B's gradient does not reach θ.
 

@@ -12,8 +12,8 @@ z_l by a dense layer to a 4-channel map of its level's side (the authors' projec
 a conv3x3 to the level's channels, added to the upsampled features. Each level ends in a
 residual block (two conv3x3, GELU); the image comes out of a conv3x3 and tanh. No BatchNorm
 (as the reference code). GELU in its tanh approximation: the step-size gradient through the
-chain needs its higher derivatives, and those of erf's GELU compiled 1.6x slower (measured on
-the smoke update). Channels: `model.width` at the image side, doubling per level above it, at
+chain needs its higher derivatives, cheaper for tanh's GELU than for erf's
+(docs/methods/srinf.md). Channels: `model.width` at the image side, doubling per level above it, at
 most 4x (the reference keeps 64 at every level).
 
 Points (`mlp_hierarchical_generator`): h = GELU(Dense(z_1)), then per lower layer
