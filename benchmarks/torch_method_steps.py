@@ -13,17 +13,19 @@ import torch
 from torch import nn
 
 from benchmarks import torch_nets
+from egm.methods import optim
 from egm.nets.hierarchical import parse_latent_dims
 
 
 class Net:
   """A network with its Adam and global-norm clip; `step()` applies and clears its grads."""
 
-  def __init__(self, module, lr: float, optim):
+  def __init__(self, module, settings: optim.Settings):
     self.module = module
     self.params = list(module.parameters())
-    self.adam = torch.optim.Adam(self.params, lr=lr, betas=(optim.b1, optim.b2))
-    self.clip = optim.grad_clip
+    self.adam = torch.optim.Adam(self.params, lr=settings.lr, betas=(settings.b1, settings.b2),
+                                 weight_decay=settings.weight_decay)
+    self.clip = settings.grad_clip
 
   def step(self):
     if self.clip > 0:
@@ -89,17 +91,24 @@ def posterior_energy(generator, x, sigma: float):
   return lambda z: _sum((x - generator(z)).square()) / (2 * sigma ** 2) + 0.5 * _sum(z.square())
 
 
-def networks(config, channels_last: bool, *names) -> list:
+def settings(config, name: str) -> optim.Settings:
+  """Network `name`'s optimiser settings in `config`, as egm resolves them."""
+  return optim.settings(config[config.method], config.optim, name)
+
+
+def networks(config, channels_last: bool, *names, batch_norm: bool = True) -> list:
   """[Net] of the image networks `names` ('energy', 'generator', 'encoder') of `config`, each
-  with its `optim.lr_<name>`, in the chosen memory format."""
-  m, o = config.model, config.optim
+  with its optimiser settings, in the chosen memory format; `batch_norm=False`: a generator
+  without BatchNorm (as egm's chains need)."""
+  m = config.model
   channels, size = config.data.channels, config.data.image_size
   build = {
       'energy': lambda: torch_nets.Energy(channels, size, m.width, m.energy_reference_std),
-      'generator': lambda: torch_nets.Generator(m.z_dim, channels, size, m.width, channels_last),
+      'generator': lambda: torch_nets.Generator(m.z_dim, channels, size, m.width, channels_last,
+                                                batch_norm),
       'encoder': lambda: torch_nets.Encoder(channels + 1, size, m.width, m.z_dim)}
   return [Net(build[name]().to(memory_format=torch_nets.memory_format(channels_last)),
-              o[f'lr_{name}'], o) for name in names]
+              settings(config, name)) for name in names]
 
 
 def triangle(config, x, channels_last):
@@ -205,10 +214,10 @@ def coopnets(config, x, channels_last):
 
 
 def abp(config, x, channels_last):
-  """Alternating back-propagation: K Langevin steps on z (train-mode G, statistics dropped)
+  """Alternating back-propagation: K Langevin steps on z (G without BatchNorm, as egm's)
   warm-started from each example's stored latent, then G descends ‖x − G(z)‖²/(2σ²)."""
   m, hp = config.model, config.abp
-  (gen,) = networks(config, channels_last, 'generator')
+  (gen,) = networks(config, channels_last, 'generator', batch_norm=False)
   latents = torch.randn(x.shape[0], m.z_dim)
   rows = torch.arange(x.shape[0])
   delta = hp.step_size
@@ -231,18 +240,20 @@ def srinf(config, x, channels_last):
   `step_size_every`-th update the auxiliary KL bound is differentiated through them into
   log δ and the reverse kernel (a, b, log c), G frozen (double backward), on the others the
   chain runs alone; then G descends ‖x − G(z_K)‖²/(2σ²)."""
-  m, o, hp = config.model, config.optim, config.srinf
+  m, hp = config.model, config.srinf
   if hp.step_size_param != 'scalar' or hp.reverse_kernel != 'learned':
     raise NotImplementedError('the PyTorch srinf update has a scalar step and a learned reverse')
   dims = parse_latent_dims(hp.latent_dims)
   generator = torch_nets.HierarchicalGenerator(dims, config.data.channels, config.data.image_size,
                                                m.width, channels_last)
   gen = Net(generator.to(memory_format=torch_nets.memory_format(channels_last)),
-            o.lr_generator, o)
+            settings(config, 'generator'))
   k = int(hp.n_steps)
   log_delta = torch.full((), math.log(hp.step_size), requires_grad=True)
   reverse = [torch.full((k, len(dims)), v, requires_grad=True) for v in (1.0, 1.0, 0.0)]
-  step_adam = torch.optim.Adam([log_delta] + reverse, lr=hp.lr_step_size)
+  step_settings = settings(config, 'step_size')
+  step_adam = torch.optim.Adam([log_delta] + reverse, lr=step_settings.lr,
+                               betas=(step_settings.b1, step_settings.b2))
   sizes = torch.tensor(dims)
   observed = math.prod(x.shape[1:])
   updates = [0]

@@ -54,20 +54,22 @@ class Energy(nn.Module):
 
 class Generator(nn.Module):
   """ConvGenerator: Dense (no bias) to base² x w·2^stages, BN, ReLU; per stage conv3x3 to 4F
-  (no bias) + pixel shuffle + BN + ReLU; conv3x3 to C, tanh. (B,z) -> (B,C,S,S)."""
+  (no bias) + pixel shuffle + BN + ReLU; conv3x3 to C, tanh. (B,z) -> (B,C,S,S). Without
+  `batch_norm`, no BN (egm's `batch_norm=False`)."""
 
   def __init__(self, z_dim: int, channels: int, image_size: int, width: int,
-               channels_last: bool = False):
+               channels_last: bool = False, batch_norm: bool = True):
     super().__init__()
     stages, self.base = image_stages(image_size)
     self.top, self.channels_last = width * 2 ** stages, channels_last
     self.dense = nn.Linear(z_dim, self.base ** 2 * self.top, bias=False)
-    self.norm = nn.BatchNorm2d(self.top, momentum=0.1)
+    norm = (lambda f: nn.BatchNorm2d(f, momentum=0.1)) if batch_norm else (lambda f: nn.Identity())
+    self.norm = norm(self.top)
     layers, c = [], self.top
     for i in reversed(range(stages)):
       f = width * 2 ** i
-      layers += [nn.Conv2d(c, 4 * f, 3, 1, 1, bias=False), nn.PixelShuffle(2),
-                 nn.BatchNorm2d(f, momentum=0.1), nn.ReLU()]
+      layers += [nn.Conv2d(c, 4 * f, 3, 1, 1, bias=False), nn.PixelShuffle(2), norm(f),
+                 nn.ReLU()]
       c = f
     self.up = nn.Sequential(*layers, nn.Conv2d(c, channels, 3, 1, 1), nn.Tanh())
 

@@ -272,7 +272,7 @@ def test_rollback_stops_after_max_rollbacks(tmp_path):
     trainer.train(config, str(tmp_path))
   events = _events(tmp_path)
   assert [e['action'] for e in events] == ['rollback', 'stop']
-  assert events[0]['learning_rates'] == {f'optim.lr_{n}': pytest.approx(9.0)
+  assert events[0]['learning_rates'] == {f'triangle.optim.{n}.lr': pytest.approx(9.0)
                                          for n in ('energy', 'generator', 'encoder')}
   assert all(e['kind'] == 'non_finite' for e in events)
   for e in events:  # the event holds strict JSON: a non-finite value as a string

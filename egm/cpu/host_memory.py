@@ -3,8 +3,9 @@
 XLA:CPU allocates the buffers of each execution (an update's intermediates: tens of MB to GB)
 anew and frees them when it ends. Under glibc's settings the large blocks are mmapped and
 unmapped on every call, so each 4 KiB page faults on first touch, every step, and the kernel
-zeroes it: system time that the update pays on top of its arithmetic (benchmarks/OPTIONS.md,
-rounds six to eight). `EGM_HOST_MALLOC` chooses:
+zeroes it: system time that the update pays on top of its arithmetic (benchmarks/OPTIONS.md).
+`EGM_HOST_MALLOC` chooses (with `EGM_CPU=off`, or where JAX will run on a GPU or TPU, none
+of it acts):
 
 - 'auto' (the default, also when unset): 'jemalloc' where its library is installed
   (`libjemalloc.so.2`: Debian/Ubuntu `apt install libjemalloc2`, conda `jemalloc`), else
@@ -24,15 +25,15 @@ rounds six to eight). `EGM_HOST_MALLOC` chooses:
   maximum) and one arena (`M_ARENA_MAX` 1): freed blocks stay in the heap and the next step
   reuses them (no faults at all). The process keeps its peak heap, and where calls of very
   different sizes alternate, live buffers split the freed large block and the heap grows by
-  another one (srinf on Fashion-MNIST, whose every fifth update also learns the step size:
-  16.8 GB resident against 8.9 GB).
+  another one (docs/cpu.md).
 - 'glibc': glibc's settings, untouched.
 
 A process that cannot be started again from its arguments (an interactive interpreter, a
 notebook kernel, a program read from stdin, a frozen executable) is never re-executed.
 `egm.cli.run` (train.py, eval.py) and the benchmarks' mains call `apply_choice()` before JAX runs
-anything; a script of its own calls it at its top. On a GPU or TPU run only the host's own
-allocations are concerned.
+anything; a script of its own calls it at its top. A re-executed process puts its
+environment back at once (`take_restart_note`), so the processes it starts inherit neither
+egm's preload nor its tunable.
 """
 import ctypes
 import ctypes.util

@@ -12,6 +12,9 @@ U(z) = ‖mask·(x − g(z))‖²/(2σ²) + ‖z‖²/2 = −log p(x, z) + const
      (held fixed), the complete-data −log p(x, z) up to terms free of θ;
   3. the inferred latents are written back to the examples' rows.
 
+The generator is the conv (or MLP) generator without BatchNorm: the chains differentiate
+it, so each example's posterior must depend on that example alone (docs/methods/abp.md).
+
 At test time `infer` runs `abp.test_steps` steps from the prior (Langevin, or gradient
 descent on U with `abp.test_noise=False`), on the observed pixels when a mask is given;
 `reconstruct` decodes them and `complete` fills the unobserved pixels with g(z).
