@@ -1,5 +1,6 @@
 """Trains every generative method on Fashion-MNIST for the same wall-clock budget, evaluates them
-with the same metrics and writes one markdown table (also into README.md between markers).
+with the same metrics and writes one markdown table (also into docs/results.md between markers).
+It trains every method: it takes as long as the budget times the methods over the lanes.
 
     python -m studies.results_table --budget_minutes 4 --out runs/table \
       --data_source idx:data/fashion_mnist/usr/share/datasets/fashion-mnist \
@@ -33,7 +34,7 @@ _FEATURES = flags.DEFINE_string('feature_workdir', 'runs/classifier_fashion',
                                 'A trained configs/classifier_fashion.py run (feature network).')
 _NUM_FID = flags.DEFINE_integer('num_fid_samples', 2000, 'Samples behind FID/KID.')
 _METHODS = flags.DEFINE_list('methods', [], 'Methods to run (default: every generative one).')
-_README = flags.DEFINE_string('readme', 'README.md', 'File with the table markers; "" skips.')
+_PAGE = flags.DEFINE_string('page', 'docs/results.md', 'File with the table markers; "" skips.')
 _LANES = flags.DEFINE_integer(
     'lanes', 1, 'Methods trained at once, each lane pinned to its own share of the CPU cores '
     '(so every method still gets the same compute; 2 on a 2-core machine halves the wall time).')
@@ -164,8 +165,8 @@ def main(argv):
   with open(os.path.join(_OUT.value, 'table.md'), 'w') as f:
     f.write(table)
   print(table, flush=True)
-  if _README.value:
-    insert_into(_README.value, table)
+  if _PAGE.value:
+    insert_into(_PAGE.value, table)
 
 
 if __name__ == '__main__':

@@ -1,10 +1,10 @@
-"""Bad inputs, tried: every row of the README's troubleshooting table is checked here.
+"""Bad inputs, tried: every row of the troubleshooting table (docs/troubleshooting.md) is checked here.
 
 Each case of `troubleshooting_cases.CASES` runs in-process through what `python train.py
 ARGS` runs before its first compile (flags, `cli.check_run`, the launch flags,
 `experiment.build`, the first batch) and must stop with an EgmError holding its fragment; a
 few run as real `train.py` processes, whose output must hold the message and no traceback;
-the multi-process rows start real processes. The README table must be `readme_table()`
+the multi-process rows start real processes. The table in docs/troubleshooting.md must be `readme_table()`
 verbatim (print it with `python -m tests.troubleshooting_cases`), so the two cannot drift.
 """
 import os
@@ -73,9 +73,9 @@ def test_a_good_run_passes_the_same_checks(tmp_path):
 
 
 def test_the_readme_table_is_this_table():
-  with open(os.path.join(REPO, 'README.md')) as f:
-    readme = f.read()
-  assert readme_table() in readme, 'regenerate it: python -m tests.troubleshooting_cases'
+  with open(os.path.join(REPO, 'docs', 'troubleshooting.md')) as f:
+    page = f.read()
+  assert readme_table() in page, 'regenerate it: python -m tests.troubleshooting_cases'
   assert len(CASES) + len(OTHER_ROWS) + len(CHECKPOINT_ROWS) >= 40
   assert len({c.id for c in CASES}) == len(CASES)
   with open(__file__) as f:

@@ -1,7 +1,7 @@
 """The troubleshooting table: bad inputs to train.py and a piece of the message each gets.
 
 `CASES` run in tests/test_troubleshooting.py; `OTHER_ROWS` and `CHECKPOINT_ROWS` name the
-tests that check them. `python -m tests.troubleshooting_cases` prints the README's table.
+tests that check them. `python -m tests.troubleshooting_cases` prints the table of docs/troubleshooting.md.
 """
 import gzip
 import os
@@ -257,7 +257,7 @@ CASES = [
          (TOY, '--heartbeat_timeout=0'), 'must be at least 1'),
 ]
 
-# Rows checked by tests of their own (processes started and killed), in the README table too.
+# Rows checked by tests of their own (processes started and killed), in the table too.
 OTHER_ROWS = [
     ('multi-process', 'process 0 (the coordinator) never starts',
      'does not answer', 'test_a_missing_coordinator_stops_the_process'),
@@ -286,7 +286,7 @@ CHECKPOINT_ROWS = [
 
 
 def readme_table() -> str:
-  """The README's troubleshooting table: one row per case and per row with its own test."""
+  """The troubleshooting table of docs/troubleshooting.md: one row per case and per row with its own test."""
   lines = ['| area | bad input | message (excerpt) | test |', '|---|---|---|---|']
   for case in CASES:
     lines.append(f'| {case.area} | {case.bad_input} | `{case.fragment}` | '

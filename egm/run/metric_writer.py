@@ -39,8 +39,8 @@ class MetricWriter:
       raise NonFiniteLossError(
           f'Non-finite value of {", ".join(bad)} at step {step}: training stopped, and the last '
           'checkpoint (if any) is from before this point. Lower the learning rates '
-          '(--config.optim.lr_*), clip gradients harder (--config.optim.grad_clip), or check the '
-          'data for NaN.')
+          '(--config.<method>.optim.<network>.lr), clip gradients harder '
+          '(--config.optim.grad_clip), or check the data for NaN.')
     now = time.time()
     if self._last is not None:
       t0, s0 = self._last

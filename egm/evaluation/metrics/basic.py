@@ -112,9 +112,9 @@ def density_metrics(ctx) -> dict:
       print(f"warning: exp(−E) is further from the true {_toy2d(ctx)} density (density_tv "
             f"{results['density_tv']:.3f}) than the untrained energy's "
             f"({results['density_tv_untrained']:.3f}): this run has not learned the density. "
-            "See the README's table of toy densities for the methods and densities where that "
-            "happens; train longer, lower --config.optim.lr_energy, or evaluate an earlier "
-            "checkpoint.", flush=True)
+            "See the table of toy densities in docs/results.md for the methods and densities "
+            f"where that happens; train longer, lower --config.{ctx.config.method}.optim.energy.lr, "
+            "or evaluate an earlier checkpoint.", flush=True)
     shown = samples[:2000] if samples is not None else np.zeros((0, 2), np.float32)
     if len(shown):
       images.save_points_png(os.path.join(out_dir, 'density.png'), shown, extent,
