@@ -18,8 +18,8 @@ def main(argv):
   distributed.initialize()
   from egm.evaluation import evaluate  # after flag parsing, so --help is fast
   from egm.run import workdir
-  cli.check_workdir(_WORKDIR.value)
   given = _CONFIG.value if cli.config_given() else None
+  cli.check_trained_workdir(_WORKDIR.value)
   config = workdir.run_config(_WORKDIR.value, given, cli.override_values())
   cli.print_config_and_exit(config)
   checks.check(config)

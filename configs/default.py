@@ -1,6 +1,6 @@
 """Defaults shared by every config; variants import `get_config` and patch it.
 
-The keys and their defaults live in `egm/defaults.py` and in each method's
+The keys and their defaults live in `egm/config/defaults.py` and in each method's
 `config_section()`; here is the patch 2-D configs share (`toy2d`), and `finish`, which
 applies the config argument (`:smoke`, `:model.width=32`, ...).
 """
@@ -29,5 +29,5 @@ def toy2d(config, name='8gaussians'):
 
 
 def finish(config, arg):
-  """Applies the config argument (`smoke`, `key=value`, ...; see egm/arguments.py)."""
+  """Applies the config argument (`smoke`, `key=value`, ...; see egm/config/arguments.py)."""
   return arguments.apply(config, arg)

@@ -2,11 +2,12 @@
 
 `--config` takes a config file (`configs/triangle_cifar.py`, from any directory) or the
 name of one of the repository's configs (`triangle_cifar`), optionally followed by a config
-argument (`:smoke`, `:smoke,model.width=32`; see egm/arguments.py). Configs are not
+argument (`:smoke`, `:smoke,model.width=32`; see egm/config/arguments.py). Configs are not
 installed with the package: they live in the repository's `configs/` folder, found next to
 the `egm` package of a source checkout (`pip install -e .`).
 """
 import os
+import re
 import sys
 import tempfile
 
@@ -72,9 +73,31 @@ def _resolve_config_flag(argv):
   return out
 
 
+HELP_FLAGS = ('--help', '-h', '-?', '--helpshort', '--helpfull')
+OVERRIDES_HELP = """
+Config overrides (after the flags above):
+  --config.<key>=<value>   sets any key of the config, e.g. --config.train.num_steps=500
+  --config=FILE:ARG        a config argument: :smoke (a seconds-long run) and key=value items,
+                           e.g. configs/triangle_toy2d.py:smoke,model.width=32
+  --print_config           prints every key of the resolved config with its value and exits
+Keys: egm/config/defaults.py and each method's config_section(); docs/options.md."""
+
+
+def print_help_and_exit(argv, flag_values=flags.FLAGS) -> None:
+  """With a help flag in `argv`: prints the program's flags and the config overrides, exits 0."""
+  if not any(a in HELP_FLAGS for a in argv[1:]):
+    return
+  main = sys.modules['__main__']
+  print((main.__doc__ or '').strip() + '\n', flush=True)
+  print(flag_values.main_module_help(), flush=True)
+  print(OVERRIDES_HELP, flush=True)
+  sys.exit(0)
+
+
 def parse_flags(argv):
-  """absl flag parser for `app.run`: a bad flag, config file or override prints one paragraph
-  and exits 2."""
+  """absl flag parser for `app.run`: a help flag prints the flags and the overrides and exits
+  0; a bad flag, config file or override prints one paragraph and exits 2."""
+  print_help_and_exit(argv)
   try:
     return parse(argv)
   except EgmError as e:
@@ -101,14 +124,22 @@ def parse(argv, flag_values=flags.FLAGS):
     if "attribute 'get_config" in detail:
       raise EgmError('The config file defines no get_config(arg=None) function returning the '
                      'ConfigDict; see configs/triangle_digits.py for the form.') from e
-    raise EgmError(f'Unknown config key in a --config.<key>=<value> override: {detail}. Print '
-                   'every key of a config with its value: python train.py --config=FILE '
-                   '--print_config (the keys are declared in egm/defaults.py and in each '
-                   'method\'s config_section()).') from e
+    raise EgmError(f'Unknown config key in a --config.<key>=<value> override: '
+                   f'{_unknown_key(detail)} Print every key of a config with its value: python '
+                   'train.py --config=FILE --print_config (the keys are declared in '
+                   'egm/config/defaults.py and in each method\'s config_section()).') from e
   except (TypeError, ValueError) as e:
     raise EgmError(f'Bad --config argument: {e}. Pass --config=configs/NAME.py, optionally with '
                    '":smoke" for a seconds-long run, and overrides as --config.<key>=<value>.'
                    ) from e
+
+
+def _unknown_key(detail: str) -> str:
+  """ml_collections' "'k' Did you mean "key" instead of "k"?" as "'k'. Did you mean 'key'?"."""
+  match = re.match(r"\s*'?([^'\s]+)'?\s*Did you mean \"([^\"]+)\" instead of", detail)
+  if match:
+    return f"'{match.group(1)}'. Did you mean '{match.group(2)}'?"
+  return detail.rstrip('.') + '.'
 
 
 def define_run_flags(config_help: str, config_required: bool = True,
@@ -120,9 +151,9 @@ def define_run_flags(config_help: str, config_required: bool = True,
   workdir = flags.DEFINE_string('workdir', None, 'The run directory: checkpoints, logs, samples.',
                                 flag_values=flag_values)
   flags.DEFINE_bool('print_config', False, 'Print the resolved config (every key with its '
-                    'value) and exit.', flag_values=flag_values)
-  flags.mark_flags_as_required(['config', 'workdir'] if config_required else ['workdir'],
-                               flag_values=flag_values)
+                    'value) and exit (no --workdir needed).', flag_values=flag_values)
+  if config_required:
+    flags.mark_flags_as_required(['config'], flag_values=flag_values)
   _OPTIONAL_CONFIG['optional'] = not config_required
   distributed.define_flags(flag_values)
   return config, workdir
@@ -141,27 +172,41 @@ def print_config_and_exit(config) -> None:
     sys.exit(0)
 
 
-def check_workdir(workdir: str) -> None:
-  """Raises EgmError when `workdir` is empty or exists but is not a directory."""
+def check_workdir(workdir: str | None) -> None:
+  """Raises EgmError when `workdir` is missing, empty or exists but is not a directory."""
   if not workdir:
-    raise EgmError('--workdir is empty. Pass the run directory, e.g. --workdir=runs/digits.')
+    raise EgmError('--workdir is missing. Pass the run directory, e.g. --workdir=runs/digits.')
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise EgmError(f'--workdir={workdir} is a file, not a directory. Pass a new or existing '
                    'run directory.')
 
 
-def check_run(config, workdir: str) -> None:
-  """What train.py checks before it reads data: `workdir` is, or now becomes, a directory it
-  can write to, and no value of `config` is impossible (egm/checks.py)."""
+def check_trained_workdir(workdir: str | None) -> None:
+  """What eval.py checks first: `workdir` names an existing run directory."""
   check_workdir(workdir)
+  if not os.path.exists(workdir):
+    raise EgmError(f'--workdir={workdir} does not exist: train a run there first (python '
+                   f'train.py --config <config> --workdir {workdir}), or point --workdir at '
+                   'a run directory.')
+
+
+def check_run(config, workdir: str | None) -> None:
+  """What train.py checks before it reads data: no value of `config` is impossible
+  (egm/config/checks.py), and `workdir` is a directory it can write to, or one it can create
+  (it is created once the data has loaded, so a run refused before leaves none behind)."""
+  checks.check(config)
+  check_workdir(workdir)
+  existing = os.path.abspath(workdir)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
   try:
-    os.makedirs(workdir, exist_ok=True)
-    with tempfile.TemporaryFile(dir=workdir):
+    if not os.path.isdir(existing):
+      raise NotADirectoryError(20, 'Not a directory', existing)
+    with tempfile.TemporaryFile(dir=existing):
       pass
   except OSError as e:
     raise EgmError(f'--workdir={workdir} cannot be written: {e.strerror} ({e.filename}). Pass '
                    'a directory you can create and write to.') from e
-  checks.check(config)
 
 
 def run(main):

@@ -93,6 +93,7 @@ INTEGRATION_TESTS = {
 # Exceptions to rule 3, 'module::function': each the only test of a unit-level property,
 # seconds long, that goes through the training loop (of a toy method or for two steps).
 KEEP_FAST = {
+    'test_first_hour::test_a_budgeted_stop_writes_the_last_sample_grid',
     'test_growth::test_a_run_stopped_in_phase_two_resumes_opens_and_evaluates_there',
     'test_method_settings::test_a_method_from_tests_trains_with_its_own_per_network_settings',
     'test_training::test_non_finite_loss_stops_with_a_clear_error',

@@ -79,17 +79,33 @@ def test_data_errors(tmp_path, source, phrases):
                    '--workdir', str(tmp_path / 'run'), f'--config.data.source={source}',
                    f'--config.data.data_dir={tmp_path / "tfds"}')
   _assert_clear_error(code, err, *phrases)
+  assert not os.path.exists(tmp_path / 'run')  # a refused run leaves no empty workdir
   if source.startswith('tfds'):
     assert str(tmp_path / 'tfds') in err
 
 
-def test_eval_without_checkpoint(tmp_path):
-  code, err = _run('eval.py', '--config', 'configs/triangle_toy2d.py:smoke',
-                   '--workdir', str(tmp_path / 'run'))
+def test_eval_without_a_run(tmp_path):
+  run = str(tmp_path / 'run')
+  code, err = _run('eval.py', '--config', 'configs/triangle_toy2d.py:smoke', '--workdir', run)
+  _assert_clear_error(code, err, 'does not exist', 'python train.py')
+  assert not os.path.exists(run)  # nothing left behind
+  os.makedirs(run)
+  code, err = _run('eval.py', '--config', 'configs/triangle_toy2d.py:smoke', '--workdir', run)
   _assert_clear_error(code, err, 'No checkpoint', 'python train.py')
-  assert not os.path.exists(tmp_path / 'run')  # nothing left behind
-  code, err = _run('eval.py', '--workdir', str(tmp_path / 'run'))
+  code, err = _run('eval.py', '--workdir', run)
   _assert_clear_error(code, err, 'no config.json', '--config')
+
+
+def test_help_exits_0_with_the_overrides_and_print_config_needs_no_workdir():
+  for script in ('train.py', 'eval.py'):
+    result = subprocess.run([sys.executable, script, '--help'], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert '--workdir' in result.stdout and '--config.<key>=<value>' in result.stdout
+  result = subprocess.run([sys.executable, 'train.py', '--config', 'triangle_toy2d:smoke',
+                           '--print_config'], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 0 and 'batch_size: 16' in result.stdout, result.stderr
 
 
 def test_eval_reads_the_runs_own_config(tmp_path):

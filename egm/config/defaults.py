@@ -90,7 +90,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval.long_run_factor = 10  # long-run chains take this many times ebm.n_steps (0: none)
   config.eval.synthesis_size = 96  # texture data: side of the synthesised textures, in pixels
   config.eval.texture_syntheses = 4  # texture data: textures synthesised for the statistics
-  config.eval.completion_mask = 'block:14'  # occlusion for pattern completion (methods with it)
+  # occlusion for pattern completion (methods with it): 'auto' (a block of half the image
+  # side), 'block:<side>' or 'pixels:<fraction>'
+  config.eval.completion_mask = 'auto'
   config.eval.completion_examples = 1_000  # test images completed
   config.eval.checkpoint_step = 0  # checkpoint evaluated: 0 for the newest, else its step
   config.eval.metrics = 'all'  # comma-separated names from egm/evaluation/registry.py, or 'all'

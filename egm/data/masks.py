@@ -39,10 +39,11 @@ def _block(side: float, height: int, width: int) -> MaskFn:
 _KINDS = {'pixels': _pixels, 'block': _block}
 
 
-def parse_mask(spec: str, height: int, width: int) -> MaskFn | None:
+def parse_mask(spec: str, height: int, width: int, key: str = 'data.mask') -> MaskFn | None:
   """Returns the mask function for `spec` and the image size, None for 'none'.
 
-  A mask function maps a generator to a bool (height, width), True = observed.
+  A mask function maps a generator to a bool (height, width), True = observed. A bad spec
+  is an EgmError naming the config `key` it came from and a value that fits the images.
   """
   if spec == 'none':
     return None
@@ -53,9 +54,14 @@ def parse_mask(spec: str, height: int, width: int) -> MaskFn | None:
     return _KINDS[kind](float(value), height, width)
   except ValueError as e:
     raise EgmError(
-        f'Invalid mask {spec!r}: {e}. Use --config.data.mask=none, '
-        'pixels:<fraction missing, e.g. 0.5> or block:<side in pixels, e.g. '
-        '16>.') from e
+        f'Invalid mask {spec!r} for config.{key}: {e}. Use --config.{key}=none, '
+        'pixels:<fraction missing> (e.g. pixels:0.5) or block:<side in pixels> (e.g. '
+        f'{half_block(height, width)}).') from e
+
+
+def half_block(height: int, width: int) -> str:
+  """'block:<half the shorter side>': a square hole of half the image's side."""
+  return f'block:{max(1, min(height, width) // 2)}'
 
 
 def example_masks(mask_fn: MaskFn, seed: int,

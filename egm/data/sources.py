@@ -37,7 +37,7 @@ def load_dataset(data_config) -> Dataset:
   """Loads the data named by `data_config.source` into memory.
 
   Args:
-    data_config: the `config.data` ConfigDict (see egm/defaults.py).
+    data_config: the `config.data` ConfigDict (see egm/config/defaults.py).
 
   Returns:
     The Dataset. With `data_config.holdout` N > 0 a uniform sample of N

@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 
 import jax
 import orbax.checkpoint as ocp
@@ -212,17 +213,31 @@ class _HeldErrors(logging.Filter):
     return True
 
 
+# After a failed read, TensorStore's reads still in flight complete on its own threads and
+# try to wake orbax's event loop, closed by then; this long they get to do it while held.
+_LATE_CALLBACKS_S = 0.2
+
+
+def _abandoned_read(unraisable) -> bool:
+  """Whether an unraisable exception is one a failed orbax read leaves behind: an abandoned
+  orbax coroutine, or a TensorStore callback waking the closed event loop."""
+  code = getattr(unraisable.object, 'cr_code', None)
+  if code is not None and f'{os.sep}orbax{os.sep}' in code.co_filename:
+    return True
+  exc = unraisable.exc_value
+  return isinstance(exc, RuntimeError) and str(exc) == 'Event loop is closed'
+
+
 @contextlib.contextmanager
 def _orbax_errors_held():
-  """Within, orbax's error logs and the exceptions its abandoned read coroutines leave behind
-  are held back: a failed save or restore becomes one EgmError, and after one that succeeds
-  the held log records are logged as usual."""
+  """Within, orbax's error logs and the exceptions its abandoned reads leave behind are held
+  back: a failed save or restore becomes one EgmError, and after one that succeeds the held
+  log records are logged as usual."""
   logger, held = logging.getLogger('absl'), _HeldErrors()
   previous_hook = sys.unraisablehook
 
   def hook(unraisable):
-    code = getattr(unraisable.object, 'cr_code', None)
-    if code is None or f'{os.sep}orbax{os.sep}' not in code.co_filename:
+    if not _abandoned_read(unraisable):
       previous_hook(unraisable)
 
   logger.addFilter(held)
@@ -230,6 +245,7 @@ def _orbax_errors_held():
   try:
     yield
   except BaseException:
+    time.sleep(_LATE_CALLBACKS_S)
     gc.collect()  # the abandoned coroutines of a failed read report here, to the hook
     raise
   finally:

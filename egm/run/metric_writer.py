@@ -15,10 +15,14 @@ class NonFiniteLossError(EgmError):
 
 
 class MetricWriter:
-  """Writes one JSON object per logged step and TensorBoard scalars; prints progress and ETA."""
+  """Writes one JSON object per logged step and TensorBoard scalars; prints progress and ETA
+  (the time to `total_steps`, or to `ends_at`, the end of a time budget in `time.time()`
+  seconds, when that comes first)."""
 
-  def __init__(self, workdir: str, total_steps: int, enabled: bool = True):
+  def __init__(self, workdir: str, total_steps: int, enabled: bool = True,
+               ends_at: float | None = None):
     self.total_steps = total_steps
+    self.ends_at = ends_at
     self.enabled = enabled
     self._last = None  # (time, step) of the previous log line
     self._opened = time.time()
@@ -53,11 +57,21 @@ class MetricWriter:
     for name, v in values.items():
       self.tensorboard.add_scalar(name, v, step)
     self.tensorboard.flush()
-    rate = values.get('steps_per_sec')
-    eta = f'  eta {_duration((self.total_steps - step) / rate)}' if rate else ''
+    eta = self._eta(step, values.get('steps_per_sec'), now)
     shown = '  '.join(f'{k} {v:.4g}' for k, v in values.items())
     elapsed = _duration(now - self._opened)
     print(f'step {step}/{self.total_steps}  elapsed {elapsed}  {shown}{eta}', flush=True)
+
+  def _eta(self, step: int, rate, now: float) -> str:
+    """'  eta ...' to the last step at `rate`, or to the budget's end when that comes first."""
+    if not rate:
+      return ''
+    to_end = (self.total_steps - step) / rate
+    if self.ends_at is not None and self.ends_at - now < to_end:
+      left = max(self.ends_at - now, 0.0)
+      return (f'  eta {_duration(left)} (train.max_minutes; about step '
+              f'{min(self.total_steps, step + int(left * rate))})')
+    return f'  eta {_duration(to_end)}'
 
   def event(self, step: int, name: str, record: dict) -> None:
     """Logs an event as `{"step": step, name: record}` in metrics.jsonl (a nested object,

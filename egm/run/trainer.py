@@ -44,6 +44,17 @@ def save_samples(path: str, samples: np.ndarray, extent: float) -> None:
     images.save_image_grid(path, np.clip(samples, -1, 1), caption='model samples')
 
 
+def write_sample_grid(exp, sample, state, step: int, workdir: str, key) -> None:
+  """`samples/step_<step>.png` of `eval.num_samples` samples (every process runs the sharded
+  sample program; process 0 writes)."""
+  config = exp.config
+  samples = np.asarray(jax.device_get(sample(state, key, config.eval.num_samples)))
+  if jax.process_index() == 0:
+    with images.figure_label(f'{config.method} on {exp.dataset.name}, step {step}'):
+      save_samples(os.path.join(workdir, 'samples', f'step_{step:08d}.png'), samples,
+                   config.eval.grid_extent)
+
+
 def jit_update(update_fn, mesh, state_shardings):
   """`update_fn` jitted once over `mesh`: (state, batch, train_key) -> (state, metrics).
 
@@ -175,7 +186,9 @@ def train(config, workdir: str):
   else:
     print('starting at step 0', flush=True)
 
-  writer = MetricWriter(workdir, config.train.num_steps, enabled=is_main)
+  budget = config.train.max_minutes
+  writer = MetricWriter(workdir, config.train.num_steps, enabled=is_main,
+                        ends_at=time.time() + 60 * budget if budget > 0 else None)
   last_log = time.monotonic()
   keys = experiment.run_keys(config.seed)
   train_key = parallel.replicate(guard.train_key(keys['train']), exp.mesh)  # not per step
@@ -231,14 +244,9 @@ def train(config, workdir: str):
         if log:
           writer.write(step, host_metrics)
           last_log = time.monotonic()
-      # every process runs the sharded sample program
       sample = compiled.sample(state_phase)
       if sample is not None and step % config.train.sample_every == 0:
-        samples = np.asarray(jax.device_get(sample(state, keys['sample'], config.eval.num_samples)))
-        if is_main:
-          with images.figure_label(f'{config.method} on {exp.dataset.name}, step {step}'):
-            save_samples(os.path.join(workdir, 'samples', f'step_{step:08d}.png'), samples,
-                         config.eval.grid_extent)
+        write_sample_grid(exp, sample, state, step, workdir, keys['sample'])
       if save:
         checkpoints.save(step, state)
     finding = None
@@ -247,6 +255,10 @@ def train(config, workdir: str):
     if finding is not None:  # stopped between checks: no checkpoint; a rerun resumes
       guard.handle(step, finding, config, writer, checkpoints)
       return state
+    sample = compiled.sample(state_phase)
+    if (sample is not None and step > start_step and step % config.train.sample_every
+        and not stop.requested):  # the end of the run or of its budget: its last grid
+      write_sample_grid(exp, sample, state, step, workdir, keys['sample'])
     if checkpoints.latest_step() != step:
       checkpoints.save(step, state)
     if is_main:

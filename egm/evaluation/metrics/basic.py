@@ -113,7 +113,7 @@ def density_metrics(ctx) -> dict:
             f"{results['density_tv']:.3f}) than the untrained energy's "
             f"({results['density_tv_untrained']:.3f}): this run has not learned the density. "
             "See the table of toy densities in docs/results.md for the methods and densities "
-            f"where that happens; train longer, lower --config.{ctx.config.method}.optim.energy.lr, "
+            "where that happens; train longer, lower --config.<method>.optim.energy.lr, "
             "or evaluate an earlier checkpoint.", flush=True)
     shown = samples[:2000] if samples is not None else np.zeros((0, 2), np.float32)
     if len(shown):

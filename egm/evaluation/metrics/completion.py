@@ -1,7 +1,8 @@
 """Pattern completion / recovery of occluded images.
 
 `completion`: each of a seeded uniform sample of `eval.completion_examples` test images
-gets the occlusion `eval.completion_mask` (e.g. block:14, at a random place per image);
+gets the occlusion `eval.completion_mask` ('auto': a block of half the image side, at a
+random place per image; or e.g. block:14, pixels:0.5);
 the method fills the hidden pixels: with `complete(state, x, mask, key)` where it has one
 (CoopNets, abp), else with its reconstruction from the observed pixels
 (`reconstruct(state, {'x': x·mask, 'mask': mask}, key)`: the VAE and the triangle, whose
@@ -20,7 +21,7 @@ import numpy as np
 
 from egm import data
 from egm.data.dataset import sample_indices
-from egm.data.masks import example_masks, parse_mask
+from egm.data.masks import example_masks, half_block, parse_mask
 from egm.errors import EgmError
 from egm.evaluation.registry import register_metric
 from egm.figures import images
@@ -55,11 +56,12 @@ def psnr_from_mse(mse: float) -> float:
                  config=('eval.completion_mask',))
 def completion(ctx) -> dict:
   cfg = ctx.config.eval
+  height, width = ctx.image_shape[:2]
+  spec = half_block(height, width) if cfg.completion_mask == 'auto' else cfg.completion_mask
   try:
-    mask_fn = parse_mask(cfg.completion_mask, *ctx.image_shape[:2])
-  except EgmError as e:  # e.g. the default block:14 on 8x8 digits
-    print(f'note: skipping the completion metric: eval.completion_mask does not fit the '
-          f'{ctx.image_shape[0]}x{ctx.image_shape[1]} images ({e}).', flush=True)
+    mask_fn = parse_mask(spec, height, width, key='eval.completion_mask')
+  except EgmError as e:  # e.g. block:14 on 8x8 digits
+    print(f'note: skipping the completion metric: {e}', flush=True)
     return {}
   train = ctx.dataset.train
   mean_image = np.mean(train.get(sample_indices(len(train), _MEAN_IMAGE_EXAMPLES))['x'], axis=0)
