@@ -19,4 +19,5 @@ def get_config(arg=None):
   config.triangle.optim.energy.lr = 3e-4
   config.triangle.optim.generator.lr = 1e-3
   config.triangle.optim.encoder.lr = 1e-3
+  config.vae.optim.generator.lr = config.vae.optim.encoder.lr = 1e-3  # the VAE baseline's
   return default.finish(config, arg)

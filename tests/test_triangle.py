@@ -248,3 +248,93 @@ def test_encoder_takes_the_image_and_its_mask():
   points = _method(triangle_toy2d.get_config('smoke'))
   y = jnp.ones((B, 2))
   np.testing.assert_array_equal(points.encoder_input(y), y)
+
+
+def test_the_sequential_update_steps_each_network_on_its_own_loss_after_the_previous_ones():
+  """SGD(1): E moves by −∇ of mean E(x) − mean E(G(z)) at the old networks; I by −∇ of its
+  loss with the old G; G by −∇ of its loss with the new E and the new I."""
+  import optax
+  config = _digits()
+  config.triangle.update_order = 'sequential'
+  method = _method(config)
+  method.opt = {name: optax.sgd(1.0) for name in method.opt}
+  x, _ = _images_and_mask(3)
+  state = method.init(jax.random.key(0), {'x': x})
+  for name in method.opt:
+    state[name]['opt_state'] = method.opt[name].init(state[name]['params'])
+  key = jax.random.key(7)
+  new, metrics = jax.jit(method.update)(state, {'x': x}, key)
+  hp = method.hp
+  k_prior, k_post_i, k_post_g = jax.random.split(key, 3)
+  z = jax.random.normal(k_prior, (B, method.z_dim))
+
+  def run(name, params, *inputs, net_state=state, train=True):
+    out = base.apply_network(getattr(method.nets, name), dict(net_state[name], params=params),
+                             *inputs, train=train)
+    return out[0] if train else out
+
+  def sample(key, mu, logvar):
+    return mu + jnp.exp(0.5 * logvar) * jax.random.normal(key, mu.shape)
+
+  p = _params(method, state)
+  x_gen = run('generator', p['generator'], z)
+  e_loss = lambda pe: (jnp.mean(run('energy', pe, x, train=False))
+                       - jnp.mean(run('energy', pe, x_gen, train=False)))
+  want_e = jax.tree.map(lambda a, g: a - g, p['energy'], jax.grad(e_loss)(p['energy']))
+
+  def i_loss(pi):
+    mu, logvar = run('encoder', pi, method.encoder_input(x))
+    x_rec = run('generator', p['generator'], sample(k_post_i, mu, logvar))
+    mu_g, logvar_g = run('encoder', pi, method.encoder_input(x_gen))
+    rec, kl = method.reconstruction_and_kl(x, x_rec, mu, logvar)
+    return (jnp.mean(rec) + jnp.mean(kl)
+            + hp.entropy_weight * jnp.mean(base.gaussian_neg_log_density(z, mu_g, logvar_g)))
+  want_i = jax.tree.map(lambda a, g: a - g, p['encoder'], jax.grad(i_loss)(p['encoder']))
+
+  mu, logvar = run('encoder', new['encoder']['params'], method.encoder_input(x), net_state=new)
+  z_inf = sample(k_post_g, mu, logvar)
+
+  def g_loss(pg):
+    x_rec, x_fake = run('generator', pg, z_inf), run('generator', pg, z)
+    rec, _ = method.reconstruction_and_kl(x, x_rec, mu, logvar)
+    mu_g, logvar_g = run('encoder', new['encoder']['params'], method.encoder_input(x_fake),
+                         net_state=new)
+    e_fake = run('energy', want_e, x_fake, train=False)
+    return (jnp.mean(rec) + hp.energy_weight * jnp.mean(e_fake)
+            + hp.entropy_weight * jnp.mean(base.gaussian_neg_log_density(z, mu_g, logvar_g)))
+  want_g = jax.tree.map(lambda a, g: a - g, p['generator'], jax.grad(g_loss)(p['generator']))
+
+  _assert_trees_close(new['energy']['params'], want_e)
+  _assert_trees_close(new['encoder']['params'], want_i)
+  _assert_trees_close(new['generator']['params'], want_g)
+  assert np.isfinite(float(metrics['loss']))
+
+
+def test_the_vae_baseline_of_a_triangle_config_has_the_triangles_loss_form_and_settings():
+  config = triangle_cifar.get_config()
+  assert config.vae.loss_form == config.triangle.loss_form == 'reference_code'
+  for name in ('generator', 'encoder'):
+    assert config.vae.optim[name].to_dict() == config.triangle.optim[name].to_dict()
+  config = triangle_toy2d.get_config()
+  for name in ('generator', 'encoder'):
+    assert config.vae.optim[name].lr == config.triangle.optim[name].lr
+
+
+def test_the_reference_networks_have_the_reference_parameter_counts():
+  """model.architecture=dcgan at 32 px, width 64, z 100: the parameters of enijkamp/triangle's
+  _netG, _netE and _netI (the encoder here takes one more input channel, the mask, and has
+  no BatchNorm as there)."""
+  from egm.config import defaults
+  from egm.nets import make_networks
+  model = defaults.base_config().model
+  model.architecture = 'dcgan'
+  nets = make_networks(model, (32, 32, 3), 'energy', 'generator', 'encoder')
+  count = lambda module, x: sum(v.size for v in jax.tree.leaves(
+      module.init(jax.random.key(0), x)['params']))
+  bn = 2 * (512 + 512 + 256 + 128)  # the generator's BatchNorm scales and biases
+  want_g = 100 * 512 * 16 + 512 * 512 * 16 + 512 * 256 * 16 + 256 * 128 * 16 + 128 * 3 * 9 + 3
+  assert count(nets.generator, jnp.zeros((2, 100))) == want_g + bn
+  assert count(nets.energy, jnp.zeros((2, 32, 32, 3))) == (
+      3 * 64 * 9 + 64 * 128 * 16 + 128 * 256 * 16 + 256 * 256 * 16 + 256 * 16 + 1)
+  want_i = 4 * 64 * 9 + 64 * 128 * 16 + 128 * 256 * 16 + 256 * 512 * 16 + 512 * 200 * 16 + 200
+  assert count(nets.encoder, jnp.zeros((2, 32, 32, 4))) == want_i

@@ -32,7 +32,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.texture_size = 0  # texture: sources: exemplar's shorter side in pixels (0: as is)
 
   config.model = ml_collections.ConfigDict()
-  # 'auto' (MLPs for points, ConvNets for images) | 'texture' | 'resnet' (residual nets)
+  # 'auto' (MLPs for points, ConvNets for images) | 'texture' | 'resnet' (residual nets) |
+  # 'dcgan' (the divergence triangle's reference nets, egm/nets/dcgan.py)
   config.model.architecture = 'auto'
   config.model.z_dim = 100
   config.model.width = 64  # base channel count of the conv nets / hidden units of the MLPs

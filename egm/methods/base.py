@@ -88,6 +88,29 @@ def gaussian_neg_log_density(z, mu, logvar):
                        axis=-1)
 
 
+LOSS_FORMS = ('gaussian', 'reference_code')
+
+
+def reconstruction_and_kl(loss_form: str, x, x_rec, mu, logvar, sigma: float, mask=None):
+  """Per-example reconstruction and KL terms of an encoder-decoder pair: (B,), (B,).
+
+  'gaussian': Σ_pixels mask·(x − x_rec)²/(2σ²) and the KL summed over z (the negative ELBO
+  of x = G(z) + N(0, σ²)); 'reference_code': Σ_pixels mask·(x − x_rec)² (weight 1, σ unused)
+  and the KL averaged over z (1/z_dim of the sum), as the divergence triangle's code has it.
+  """
+  kl = gaussian_kl(mu, logvar)
+  if loss_form == 'reference_code':  # 2·Σ/(2·1²) = Σ (x − x_rec)²
+    return 2.0 * gaussian_reconstruction(x, x_rec, 1.0, mask), kl / mu.shape[-1]
+  return gaussian_reconstruction(x, x_rec, sigma, mask), kl
+
+
+def check_loss_form(loss_form: str, key: str) -> None:
+  """Raises EgmError unless `loss_form` is one of LOSS_FORMS (`key` names the config key)."""
+  if loss_form not in LOSS_FORMS:
+    raise EgmError(f'config.{key} is {loss_form!r}; it must be one of {", ".join(LOSS_FORMS)} '
+                   '(egm/methods/base.py: reconstruction_and_kl).')
+
+
 def observed_input(x, mask=None):
   """The zero-filled image and its mask as one more channel: (B, H, W, C) -> (B, H, W, C+1).
 

@@ -9,10 +9,15 @@ p(z)p_G(x|z), and the EBM π_E(x) — are pulled together by the objective
 
 with z ~ p(z) and z_inf ~ q_I(z|x). Each network descends its own part: E the
 contrastive term, G the reconstruction, w·E(G(z)) and the −log q term, I the
-reconstruction, KL and −log q terms. Written as one scalar whose parameter
-gradients are exactly those parts (E's parameters are held fixed in E(G(z)), G's
-output is held fixed in the contrastive term), so one backward pass serves all.
-Every term is a mean over the batch.
+reconstruction, KL and −log q terms. Every term is a mean over the batch.
+
+Update order (`triangle.update_order`):
+  'joint' (default): one scalar whose parameter gradients are exactly those parts (E's
+    parameters are held fixed in E(G(z)), G's output is held fixed in the contrastive
+    term), so one backward pass serves all, every network at the same parameters.
+  'sequential': the authors' code: E steps on its part, then I on its part (with G as it
+    was), then G on its part with the new E and the new I, each its own backward pass. With
+    a mask, E's data are the observed pixels completed by G(mean of I) in evaluation mode.
 
 G and I (BatchNorm) run once per batch they see, so batch statistics never mix batches:
 G on z ~ p(z), then G on z_inf (G's running statistics are updated by the prior pass and
@@ -37,11 +42,12 @@ import ml_collections
 
 from egm.errors import EgmError
 from egm.methods import base, optim
+from egm.methods.watch import gradient_norms
 from egm.methods.contract import register
 from egm.methods.watch import Watch, spread_ratio
 from egm.nets import make_networks
 
-LOSS_FORMS = ('gaussian', 'reference_code')
+UPDATE_ORDERS = ('joint', 'sequential')
 
 
 @register('triangle')
@@ -71,14 +77,18 @@ class Triangle(base.LatentGenerator, base.JointLossMethod):
     # 'gaussian': rec /(2 sigma^2), KL summed over z | 'reference_code': rec weight 1,
     # KL averaged over z (the authors' code); see the module docstring
     section.loss_form = 'gaussian'
+    # 'joint': one backward pass at the same parameters | 'sequential': E, then I, then G,
+    # each seeing the networks updated before it (the authors' code)
+    section.update_order = 'joint'
     section.optim = optim.network_settings(energy={'lr': 1e-4}, generator={'lr': 3e-4},
                                            encoder={'lr': 3e-4})
     return section
 
   def setup(self):
-    if self.hp.loss_form not in LOSS_FORMS:
-      raise EgmError(f'config.triangle.loss_form is {self.hp.loss_form!r}; it must be one of '
-                     f'{", ".join(LOSS_FORMS)} (see egm/methods/triangle.py).')
+    base.check_loss_form(self.hp.loss_form, 'triangle.loss_form')
+    if self.hp.update_order not in UPDATE_ORDERS:
+      raise EgmError(f'config.triangle.update_order is {self.hp.update_order!r}; it must be '
+                     f'one of {", ".join(UPDATE_ORDERS)} (see egm/methods/triangle.py).')
     self.nets = make_networks(self.model_config, self.data.x_shape,
                               'energy', 'generator', 'encoder')
     self.z_dim = self.model_config.z_dim
@@ -99,10 +109,86 @@ class Triangle(base.LatentGenerator, base.JointLossMethod):
 
   def reconstruction_and_kl(self, x, x_rec, mu, logvar, mask=None):
     """Per-example rec and KL terms of `loss_form`: (B, ...), (B, z) -> (B,), (B,)."""
-    kl = base.gaussian_kl(mu, logvar)
-    if self.hp.loss_form == 'reference_code':  # 2·Σ/(2·1²) = Σ (x − x_rec)²
-      return 2.0 * base.gaussian_reconstruction(x, x_rec, 1.0, mask), kl / self.z_dim
-    return base.gaussian_reconstruction(x, x_rec, self.sigma, mask), kl
+    return base.reconstruction_and_kl(self.hp.loss_form, x, x_rec, mu, logvar, self.sigma, mask)
+
+  def update(self, state, batch, key):
+    if self.hp.update_order == 'sequential':
+      return self.update_sequential(state, batch, key)
+    return super().update(state, batch, key)
+
+  def _apply(self, name, net, *inputs, train=True):
+    return base.apply_network(getattr(self.nets, name), net, *inputs, train=train)
+
+  def update_sequential(self, state, batch, key):
+    """E, then I, then G, each an optimiser step on its own part of the objective, each
+    seeing the networks updated before it (module docstring)."""
+    hp, x, mask = self.hp, batch['x'], batch.get('mask')
+    b = x.shape[0]
+    k_prior, k_post_i, k_post_g = jax.random.split(key, 3)
+    z_prior = jax.random.normal(k_prior, (b, self.z_dim), jnp.float32)
+    generator, encoder = state['generator'], state['encoder']
+    x_gen, g_stats = self._apply('generator', generator, z_prior)
+    x_gen = jax.lax.stop_gradient(x_gen)
+    x_data = x
+    if mask is not None:
+      mu, _ = self._apply('encoder', encoder, self.encoder_input(x, mask), train=False)
+      x_data = mask * x + (1.0 - mask) * self._apply('generator', generator, mu, train=False)
+
+    def energy_loss(params):
+      e = self._apply('energy', base.with_params(state['energy'], params),
+                      jnp.concatenate([x_data, x_gen]), train=False)
+      e_data, e_gen = e[:b], e[b:]
+      contrastive = jnp.mean(e_data) - jnp.mean(e_gen)
+      return contrastive + hp.energy_l2 * jnp.mean(jnp.square(e)), (contrastive, e_data, e_gen)
+
+    (e_loss, (contrastive, e_data, e_gen)), e_grads = jax.value_and_grad(
+        energy_loss, has_aux=True)(state['energy']['params'])
+    energy = base.apply_gradients(state['energy'], e_grads, self.opt['energy'])
+
+    def encoder_loss(params):
+      net = base.with_params(encoder, params)
+      (mu, logvar), i_stats = self._apply('encoder', net, self.encoder_input(x, mask))
+      x_rec, stats = self._apply('generator', base.with_batch_stats(generator, g_stats),
+                                 base.reparameterize(k_post_i, mu, logvar))
+      (mu_gen, logvar_gen), _ = self._apply('encoder', base.with_batch_stats(net, i_stats),
+                                            self.encoder_input(x_gen))
+      rec, kl = self.reconstruction_and_kl(x, x_rec, mu, logvar, mask)
+      neg_log_q = base.gaussian_neg_log_density(z_prior, mu_gen, logvar_gen)
+      loss = jnp.mean(rec) + jnp.mean(kl) + hp.entropy_weight * jnp.mean(neg_log_q)
+      return loss, (i_stats, stats, rec, kl, neg_log_q, x_rec)
+
+    (_, (i_stats, g_stats, rec, kl, neg_log_q, x_rec)), i_grads = jax.value_and_grad(
+        encoder_loss, has_aux=True)(encoder['params'])
+    encoder = base.apply_gradients(encoder, i_grads, self.opt['encoder'], i_stats)
+
+    (mu, logvar), _ = self._apply('encoder', encoder, self.encoder_input(x, mask))
+    z_inf = base.reparameterize(k_post_g, jax.lax.stop_gradient(mu),
+                                jax.lax.stop_gradient(logvar))
+
+    def generator_loss(params):
+      net = base.with_params(base.with_batch_stats(generator, g_stats), params)
+      x_rec, stats = self._apply('generator', net, z_inf)
+      x_fake, _ = self._apply('generator', base.with_batch_stats(net, stats), z_prior)
+      rec, _ = self.reconstruction_and_kl(x, x_rec, mu, logvar, mask)
+      (mu_gen, logvar_gen), _ = self._apply('encoder', encoder, self.encoder_input(x_fake))
+      e_fake = self._apply('energy', energy, x_fake, train=False)
+      loss = (jnp.mean(rec) + hp.energy_weight * jnp.mean(e_fake) + hp.entropy_weight
+              * jnp.mean(base.gaussian_neg_log_density(z_prior, mu_gen, logvar_gen)))
+      return loss, (stats, jnp.mean(e_fake))
+
+    (_, (g_stats, e_fake)), g_grads = jax.value_and_grad(generator_loss, has_aux=True)(
+        generator['params'])
+    generator = base.apply_gradients(generator, g_grads, self.opt['generator'], g_stats)
+    total = (jnp.mean(rec) + jnp.mean(kl) + hp.entropy_weight * jnp.mean(neg_log_q)
+             + hp.energy_weight * e_fake + e_loss)  # the joint objective's terms, as they ran
+    metrics = {
+        'loss': total, 'energy_data': jnp.mean(e_data), 'energy_gen': jnp.mean(e_gen),
+        'contrastive': contrastive, 'rec': jnp.mean(rec),
+        'rec_mse': base.masked_mse(x, x_rec, mask), 'kl': jnp.mean(kl),
+        'neg_log_q': jnp.mean(neg_log_q), 'generator_spread': spread_ratio(x_gen, x, mask),
+        **gradient_norms({'energy': e_grads, 'encoder': i_grads, 'generator': g_grads})}
+    return ({'energy': energy, 'generator': generator, 'encoder': encoder,
+             'step': state['step'] + 1}, metrics)
 
   def loss(self, params, state, batch, key, z_prior=None):
     """The joint objective; returns (scalar, (metrics, new batch stats)).

@@ -13,7 +13,10 @@ from egm.nets import make_networks
 class VAE(base.LatentGenerator, base.JointLossMethod):
   """Loss per example: ‖mask·(x − G(z))‖²/(2σ²) + KL(q(z|x) ‖ N(0, I)), z ~ q(z|x), the
   negative ELBO of x = G(z) + N(0, σ²) on the observed pixels (mask 1 = observed; the
-  encoder sees [x·mask, mask], see `LatentGenerator.encoder_input`)."""
+  encoder sees [x·mask, mask], see `LatentGenerator.encoder_input`); with
+  `vae.loss_form='reference_code'` the reconstruction and KL of the triangle's reference code
+  (`base.reconstruction_and_kl`). A triangle config sets `vae.loss_form` to its triangle's,
+  so its VAE baseline differs from the triangle by the energy and the cross terms alone."""
   watch = Watch(
       grad_norms=('grad_norm_generator', 'grad_norm_encoder'), spread='reconstruction_spread',
       knobs={'non_finite': ('vae.optim.generator.lr', 'vae.optim.encoder.lr', 'model.sigma'),
@@ -21,6 +24,7 @@ class VAE(base.LatentGenerator, base.JointLossMethod):
              'collapse': ('model.sigma', 'vae.optim.encoder.lr')})
 
   def setup(self):
+    base.check_loss_form(self.hp.loss_form, 'vae.loss_form')
     self.nets = make_networks(self.model_config, self.data.x_shape, 'generator', 'encoder')
     self.z_dim = self.model_config.z_dim
     self.sigma = self.model_config.sigma
@@ -29,6 +33,9 @@ class VAE(base.LatentGenerator, base.JointLossMethod):
   @staticmethod
   def config_section():
     section = ml_collections.ConfigDict()
+    # 'gaussian': rec /(2 sigma^2), KL summed over z | 'reference_code': rec weight 1, KL
+    # averaged over z (the triangle's reference code; base.reconstruction_and_kl)
+    section.loss_form = 'gaussian'
     section.optim = optim.network_settings(generator={'lr': 3e-4}, encoder={'lr': 3e-4})
     return section
 
@@ -51,8 +58,8 @@ class VAE(base.LatentGenerator, base.JointLossMethod):
         self.nets.encoder, encoder, self.encoder_input(x, mask), train=True)
     z = base.reparameterize(key, mu, logvar)
     x_rec, g_stats = base.apply_network(self.nets.generator, generator, z, train=True)
-    rec = base.gaussian_reconstruction(x, x_rec, self.sigma, mask)
-    kl = base.gaussian_kl(mu, logvar)
+    rec, kl = base.reconstruction_and_kl(self.hp.loss_form, x, x_rec, mu, logvar, self.sigma,
+                                         mask)
     total = jnp.mean(rec + kl)
     metrics = {'loss': total, 'rec': jnp.mean(rec), 'kl': jnp.mean(kl),
                'rec_mse': base.masked_mse(x, x_rec, mask),

@@ -1,5 +1,6 @@
 """The built-in networks, registered by `<family>_<role>` name (see registry.py)."""
 from egm.errors import EgmError
+from egm.nets.dcgan import DCGANEncoder, DCGANEnergy, DCGANGenerator
 from egm.nets import residual
 from egm.nets.encoder import ConvEncoder, MLPEncoder
 from egm.nets.energy import ConvEnergy, MLPEnergy
@@ -114,3 +115,21 @@ def resnet_generator(model, x_shape, batch_norm=True, activation='relu'):
 def resnet_encoder(model, x_shape, batch_norm=True, activation='leaky_relu'):
   return ResNetEncoder(model.z_dim, residual.channel_plan(model, x_shape[0]), batch_norm,
                        activation)
+
+
+@register_network('dcgan_energy')
+def dcgan_energy(model, x_shape):
+  del x_shape
+  return DCGANEnergy(model.width)
+
+
+@register_network('dcgan_generator', latent_shape=_vector_latent)
+def dcgan_generator(model, x_shape, batch_norm=True):
+  """`batch_norm=False`: no BatchNorm (for a generator a Langevin chain differentiates)."""
+  return DCGANGenerator(x_shape[0], x_shape[2], model.width, batch_norm)
+
+
+@register_network('dcgan_encoder')
+def dcgan_encoder(model, x_shape):
+  del x_shape
+  return DCGANEncoder(model.z_dim, model.width)

@@ -4,7 +4,7 @@ It computes `egm.cpu.conv2d`, so a CPU run takes egm's fast convolutions and eve
 backend lax's; parameters are named and shaped as `nn.Conv`'s ('kernel' (kh, kw, cin, cout),
 'bias' (cout,)), so checkpoints do not depend on the implementation.
 """
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -19,10 +19,11 @@ class Conv(nn.Module):
   strides: Sequence[int] = (1, 1)
   padding: str | Sequence[Sequence[int]] = 'SAME'
   use_bias: bool = True
+  kernel_init: Callable = nn.initializers.lecun_normal()
 
   @nn.compact
   def __call__(self, x):
-    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+    kernel = self.param('kernel', self.kernel_init,
                         (*self.kernel_size, x.shape[-1], self.features), jnp.float32)
     y = convolution.conv2d(x, kernel, tuple(self.strides), self.padding)
     if self.use_bias:

@@ -70,7 +70,7 @@ class Networks:
     raise AttributeError(f'no {role!r} network; built: {sorted(modules)}')
 
 
-IMAGE_FAMILIES = ('texture', 'resnet')
+IMAGE_FAMILIES = ('texture', 'resnet', 'dcgan')
 
 
 def family(model_config, x_shape) -> str:
@@ -81,8 +81,9 @@ def family(model_config, x_shape) -> str:
   if model_config.architecture not in ('auto',) + IMAGE_FAMILIES:
     raise EgmError(
         f'config.model.architecture is {model_config.architecture!r}; it must be auto '
-        '(MLPs for points, ConvNets for images), texture (fully convolutional nets) or resnet '
-        '(residual nets). Fix --config.model.architecture.')
+        '(MLPs for points, ConvNets for images), texture (fully convolutional nets), resnet '
+        '(residual nets) or dcgan (the triangle\'s reference nets). Fix '
+        '--config.model.architecture.')
   if model_config.architecture in IMAGE_FAMILIES and is_image:
     return model_config.architecture
   if model_config.architecture == 'auto' and len(x_shape) == 1:

@@ -46,6 +46,13 @@ class Experiment:
     init = jax.jit(self.method.init, out_shardings=self.state_shardings(shapes))
     return init(key, example)
 
+  def parameter_counts(self) -> dict:
+    """{network: number of parameters} of the initial state (computed from shapes alone)."""
+    shapes = jax.eval_shape(self.method.init, run_keys(self.config.seed)['init'],
+                            self.example_batch())
+    return {name: sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(net['params']))
+            for name, net in shapes.items() if isinstance(net, dict) and 'params' in net}
+
   def schedule(self) -> phases.Schedule:
     """The method's training phases for `train.num_steps`, resolved."""
     config = self.config

@@ -150,8 +150,10 @@ def describe(exp, workdir: str) -> str:
   test = f' / {len(dataset.test):,} test' if dataset.test is not None else ''
   shape = 'x'.join(map(str, spec.x_shape))
   devices = jax.devices()
+  counts = ', '.join(f'{name} {count:,}' for name, count in sorted(exp.parameter_counts().items()))
   return (f'method {config.method} on {dataset.name} ({config.data.source}): '
           f'{spec.num_examples:,} train{test} examples of shape {shape}\n'
+          f'parameters: {counts}\n'
           f'{len(devices)} {devices[0].platform} device(s) in {jax.process_count()} process(es); '
           f'global batch {spec.global_batch} ({spec.steps_per_epoch:,} steps per epoch); '
           f'{config.train.num_steps:,} steps; workdir {os.path.abspath(workdir)}')
