@@ -162,6 +162,16 @@ def test_bundled_textures_load_at_the_configured_size():
   assert dataset.name == 'texture_brick'
 
 
+def test_the_colour_exemplar_is_a_crop_of_a_scikit_image_photo():
+  config = _data_config('texture:hubble', 32, texture_size=128)
+  config.channels = 3
+  dataset = data.load_dataset(config)
+  assert dataset.exemplar.shape == (128, 128, 3) and dataset.name == 'texture_hubble'
+  assert dataset.train.get(np.arange(2))['x'].shape == (2, 32, 32, 3)
+  colour = dataset.exemplar.astype(float)
+  assert np.abs(colour[..., 0] - colour[..., 2]).mean() > 1  # not grey
+
+
 def test_texture_distance_tells_textures_apart():
   """Two halves of one texture are closer than two different textures; identical images give 0."""
   def load(name):

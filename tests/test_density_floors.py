@@ -76,6 +76,9 @@ class ExactEightGaussians:
   generative = True
   capabilities = ('energy',)
 
+  def density_temperature(self):
+    return 1.0
+
   def energy(self, state, x):
     del state
     sq = jnp.sum(jnp.square(x[:, None, :] - jnp.asarray(EIGHT_GAUSSIAN_CENTRES)[None]), -1)
@@ -125,3 +128,26 @@ def test_an_energy_further_from_the_truth_than_its_initial_one_is_reported(tmp_p
   better = _tempered_metrics(tmp_path, trained=1.0, initial=0.0)
   assert better['density_tv'] < 0.05 < 0.5 < better['density_tv_untrained']
   assert 'has not learned' not in capsys.readouterr().out
+
+
+class ColdEightGaussians(ExactEightGaussians):
+  """T·E_true at temperature T: its model density exp(−E/T) is the true one."""
+  generative = False
+
+  def density_temperature(self):
+    return 0.1
+
+  def energy(self, state, x):
+    return 0.1 * super().energy(None, x)
+
+
+def test_the_density_is_taken_at_the_temperature_the_method_samples_at(tmp_path):
+  config = ml_collections.ConfigDict()
+  config.eval = ml_collections.ConfigDict(dict(grid_extent=4.5, grid_size=60))
+  ctx = types.SimpleNamespace(
+      method=ColdEightGaussians(), config=config, out_dir=str(tmp_path), state=None,
+      key=None, dataset=types.SimpleNamespace(toy2d='8gaussians'),
+      exp=types.SimpleNamespace(init_state=lambda: None))
+  results = density_metrics(ctx)
+  assert results['density_temperature'] == 0.1
+  assert results['density_tv'] < 1.5 * results['density_tv_floor']  # exp(−E) at T = 1 is not

@@ -1,8 +1,9 @@
 """`texture:NAME_OR_PATH` — random crops of one texture image, for texture synthesis.
 
-NAME is one of scikit-image's bundled textures (brick, grass, gravel); any other
-argument is read as an image file. The exemplar is converted to
-`config.data.channels`, resized so its shorter side is `config.data.texture_size`
+NAME is one of scikit-image's bundled grey textures (brick, grass, gravel) or `hubble`, a
+512x512 crop of its colour photo of the Hubble deep field (a colour exemplar; pass
+`--config.data.channels=3`); any other argument is read as an image file. The exemplar is
+converted to `config.data.channels`, resized so its shorter side is `config.data.texture_size`
 pixels (0 keeps it as it is), and cut into `NUM_TRAIN` + `NUM_TEST` random
 crops of `config.data.image_size` pixels: the training crops come from the
 left 3/4 of the exemplar and the test crops from the right 1/4, so test crops
@@ -19,6 +20,8 @@ from egm.data.sources import register, require_path
 from egm.errors import EgmError
 
 SKIMAGE_TEXTURES = ('brick', 'grass', 'gravel')
+# name -> (scikit-image photo, (top, left, size) of the square crop)
+SKIMAGE_CROPS = {'hubble': ('hubble_deep_field', (0, 0, 512))}
 NUM_TRAIN = 4096
 NUM_TEST = 512
 _SEED = 1234
@@ -27,15 +30,19 @@ _SEED = 1234
 def exemplar_image(argument: str, options: LoadOptions) -> np.ndarray:
   """The exemplar as uint8 (H, W, channels), resized to `options.texture_size`."""
   source = f'texture:{argument}'
-  if argument in SKIMAGE_TEXTURES:
+  if argument in SKIMAGE_TEXTURES or argument in SKIMAGE_CROPS:
     import skimage.data  # pylint: disable=g-import-not-at-top
-    image = PIL.Image.fromarray(getattr(skimage.data, argument)())
+    photo, (top, left, size) = SKIMAGE_CROPS.get(argument, (argument, (0, 0, None)))
+    pixels = getattr(skimage.data, photo)()
+    if size is not None:
+      pixels = pixels[top:top + size, left:left + size]
+    image = PIL.Image.fromarray(pixels)
   else:
     if not os.path.splitext(argument)[1]:
       raise EgmError(
           f'Unknown texture {argument!r} in {source!r}: name one of '
-          f'{", ".join(SKIMAGE_TEXTURES)} or give the path of an image file '
-          '(e.g. texture:my_texture.png).')
+          f'{", ".join(SKIMAGE_TEXTURES + tuple(SKIMAGE_CROPS))} or give the path of an image '
+          'file (e.g. texture:my_texture.png).')
     path = require_path(argument, source)
     try:
       image = PIL.Image.open(path)
@@ -76,6 +83,7 @@ def load_texture(argument: str, options: LoadOptions) -> Dataset:
   rng = np.random.default_rng(_SEED)
   train = random_crops(exemplar[:, :width - test_width], size, NUM_TRAIN, rng)
   test = random_crops(exemplar[:, width - test_width:], size, NUM_TEST, rng)
-  name = argument if argument in SKIMAGE_TEXTURES else os.path.basename(argument)
+  named = argument in SKIMAGE_TEXTURES or argument in SKIMAGE_CROPS
+  name = argument if named else os.path.basename(argument)
   return Dataset(name=f'texture_{name}', kind='image', train=ArraySource(train),
                  test=ArraySource(test), num_classes=None, exemplar=exemplar)

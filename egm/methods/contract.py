@@ -179,6 +179,11 @@ class Method(abc.ABC):
     """n model samples (n, ...); generative methods implement it."""
     raise NotImplementedError(f'method {self.name!r} does not sample')
 
+  def density_temperature(self) -> float:
+    """T of the model density exp(−E/T) the method trains and samples (methods with `energy`;
+    1 unless its chains run at another temperature)."""
+    return 1.0
+
   def phases(self, num_steps: int) -> tuple[Phase, ...]:
     """The training phases of a `num_steps` run; one phase unless the method grows."""
     return (Phase(num_steps=None),)

@@ -126,6 +126,10 @@ class EBM(Method):
   def energy(self, state, x):
     return base.apply_network(self.nets.energy, state['energy'], x)
 
+  def density_temperature(self) -> float:
+    """The training chains' T: the model density is exp(−E/T)."""
+    return self.temperature
+
   @property
   def temperature(self) -> float:
     """T = σ²/(2s) of the training chains: for small s they sample ∝ exp(−E/T)."""

@@ -77,7 +77,10 @@ def _toy2d(ctx) -> str:
 
 @register_metric('density', kind='points')
 def density_metrics(ctx) -> dict:
-  """density_tv/kl of exp(−E) and sample_tv of model samples against the true 2-D density.
+  """density_tv/kl of exp(−E/T) and sample_tv of model samples against the true 2-D density.
+
+  T is the temperature the method trains and samples at (`Method.density_temperature`: the
+  ebm's σ²/(2s), 1 for the others), reported as `density_temperature`.
 
   Each TV comes with the floor of the same comparison: what a model equal to the true
   distribution would score against the same estimate of the true density. density_tv_floor
@@ -101,15 +104,17 @@ def density_metrics(ctx) -> dict:
     results['sample_tv_floor'] = density.sample_tv_floor(sampler, true_coarse, extent, coarse,
                                                          cfg.num_tv_samples)
   if has_capability(method, 'energy'):
+    temperature = method.density_temperature()
     energies = density.energy_on_grid(lambda x: method.energy(ctx.state, x), extent, cfg.grid_size)
-    model = density.density_from_energy(energies, 1.0)
+    model = density.density_from_energy(energies / temperature, 1.0)
+    results['density_temperature'] = temperature
     results['density_tv'] = density.total_variation(model, true_fine)
     results['density_kl'] = density.kl_divergence(true_fine, model)
     results['density_tv_floor'] = density.density_tv_floor(sampler, true_fine, extent,
                                                            cfg.grid_size)
-    results['density_tv_untrained'] = _untrained_density_tv(ctx, true_fine)
+    results['density_tv_untrained'] = _untrained_density_tv(ctx, true_fine, temperature)
     if results['density_tv'] > results['density_tv_untrained']:
-      print(f"warning: exp(−E) is further from the true {_toy2d(ctx)} density (density_tv "
+      print(f"warning: exp(−E/T) is further from the true {_toy2d(ctx)} density (density_tv "
             f"{results['density_tv']:.3f}) than the untrained energy's "
             f"({results['density_tv_untrained']:.3f}): this run has not learned the density. "
             "See the table of toy densities in docs/results.md for the methods and densities "
@@ -122,13 +127,14 @@ def density_metrics(ctx) -> dict:
   return results
 
 
-def _untrained_density_tv(ctx, true_fine) -> float:
-  """density_tv of the run's initial energy (same seed, same grid): the baseline to beat."""
+def _untrained_density_tv(ctx, true_fine, temperature: float) -> float:
+  """density_tv of the run's initial energy (same seed, same grid, same T): the baseline."""
   cfg = ctx.config.eval
   initial = ctx.exp.init_state()
   energies = density.energy_on_grid(lambda x: ctx.method.energy(initial, x), cfg.grid_extent,
                                     cfg.grid_size)
-  return density.total_variation(density.density_from_energy(energies, 1.0), true_fine)
+  return density.total_variation(density.density_from_energy(energies / temperature, 1.0),
+                                 true_fine)
 
 
 @register_metric('long_run', methods=('long_run',), config=('eval.long_run_factor',))
