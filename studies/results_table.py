@@ -26,6 +26,7 @@ from absl import flags
 
 from egm import cli
 from egm.errors import EgmError
+from studies.method_configs import entries
 
 _BUDGET = flags.DEFINE_float('budget_minutes', 4.0, 'Training wall-clock budget per method.')
 _OUT = flags.DEFINE_string('out', 'runs/table', 'Directory of the runs and of table.md.')
@@ -40,23 +41,6 @@ _LANES = flags.DEFINE_integer(
     '(so every method still gets the same compute; 2 on a 2-core machine halves the wall time).')
 _GRACE_S = 180  # SIGTERM this long after the budget if train.max_minutes did not stop the run
 BEGIN, END = '<!-- results-table:begin -->', '<!-- results-table:end -->'
-
-
-def entries(methods=()) -> list[tuple[str, str, list[str]]]:
-  """(method, config file, extra overrides) for each generative method (or those named)."""
-  from egm.methods import generative_methods
-  names = generative_methods()
-  unknown = sorted(set(methods) - set(names))
-  if unknown:
-    raise EgmError(f'Unknown or non-generative methods {unknown}; choose from {names}.')
-  out = []
-  for name in methods or names:
-    own = f'configs/{name}_fashion.py'
-    if os.path.exists(own):
-      out.append((name, own, []))
-    else:
-      out.append((name, 'configs/triangle_fashion.py', [f'--config.method={name}']))
-  return out
 
 
 def lane_cpus(lanes: int) -> list[set[int]]:

@@ -20,6 +20,9 @@ from egm.run import experiment
 from egm.run.checkpointing import Checkpointer, CorruptCheckpointError
 from orbax.checkpoint._src.path import atomicity
 
+# A failed read leaves no unraisable exception behind (TensorStore's late callbacks are held).
+pytestmark = pytest.mark.filterwarnings('error::pytest.PytestUnraisableExceptionWarning')
+
 STATE = {'net': {'w': jnp.arange(2000.0).reshape(40, 50), 'b': jnp.ones((7,))},
          'step': jnp.zeros((), jnp.int32)}
 

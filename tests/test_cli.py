@@ -25,7 +25,9 @@ def _assert_clear_error(code, stderr, *phrases):
 def test_unknown_config_key(tmp_path):
   code, err = _run('train.py', '--config', 'configs/triangle_toy2d.py:smoke',
                    '--workdir', str(tmp_path), '--config.train.batchsize=3')
-  _assert_clear_error(code, err, 'Unknown config key', 'batch_size', '--print_config')
+  _assert_clear_error(code, err, 'Unknown config key', "Did you mean 'batch_size'?",
+                      '--print_config')
+  assert '?.' not in err
 
 
 def test_print_config_lists_every_key_and_exits(tmp_path):

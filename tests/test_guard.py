@@ -131,7 +131,8 @@ def test_watched_metrics_are_ones_the_updates_return(healthy):
   """Every watched metric is returned (the clamp fraction where chains are clamped)."""
   for name, (watch_, stream) in healthy.items():
     watched = set(watch_.energies) | set(watch_.grad_norms) | set(watch_.energy_gap or ())
-    watched |= {watch_.spread} | ({watch_.clamp_fraction} if name == 'ebm_images' else set())
+    clamped = {watch_.clamp_fraction, watch_.data_clamp_fraction}
+    watched |= {watch_.spread} | (clamped if name == 'ebm_images' else set())
     assert watched <= set(stream[0]), (name, watched - set(stream[0]))
 
 
@@ -277,3 +278,15 @@ def test_rollback_stops_after_max_rollbacks(tmp_path):
   assert all(e['kind'] == 'non_finite' for e in events)
   for e in events:  # the event holds strict JSON: a non-finite value as a string
     assert isinstance(e['value'], str) or math.isfinite(e['value'])
+
+
+def test_the_clamp_check_counts_only_what_the_data_leaves_off_the_bounds():
+  """Digits sit at −1 on most pixels: chains at the clamp as often as the data are healthy;
+  chains at the clamp on most of the coordinates the data leaves free are stuck."""
+  watch_ = watch.Watch(clamp_fraction='c', data_clamp_fraction='d')
+  monitor = lambda m: guard.stuck_at_clamp(m, watch_, LIMITS)
+  assert monitor({'c': 0.55, 'd': 0.6}) is None
+  assert monitor({'c': 0.75, 'd': 0.6}) is None  # 0.375 of the free coordinates
+  finding = monitor({'c': 0.95, 'd': 0.6})
+  assert finding.kind == 'clamp' and "against the data's 0.6" in finding.what
+  assert monitor({'c': 0.9}) is not None  # without the data's fraction: the plain limit

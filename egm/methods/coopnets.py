@@ -64,6 +64,7 @@ class CoopNets(Method):
       energies=('energy_data', 'energy_revised'),
       grad_norms=('grad_norm_energy', 'grad_norm_generator', 'chain_grad_norm_last'),
       energy_gap=('energy_data', 'energy_revised'), clamp_fraction='clamp_fraction',
+      data_clamp_fraction='data_clamp_fraction',
       spread='proposal_spread',
       knobs={'non_finite': ('coopnets.optim.energy.lr', 'coopnets.optim.generator.lr',
                             'coopnets.step_size'),
@@ -192,6 +193,7 @@ class CoopNets(Method):
     }
     if self.chain['clip'] is not None:
       metrics['clamp_fraction'] = clamp_fraction(x_revised, self.chain['clip'])
+      metrics['data_clamp_fraction'] = clamp_fraction(x_data, self.chain['clip'])
     return diff + self.hp.energy_l2 * jnp.mean(jnp.square(e)) + g_loss, (metrics, g_stats)
 
   def update(self, state, batch, key):

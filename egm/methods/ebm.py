@@ -64,6 +64,7 @@ class EBM(Method):
       energies=('energy_data', 'energy_sample'),
       grad_norms=('grad_norm_energy', 'chain_grad_norm_last'),
       energy_gap=('energy_data', 'energy_sample'), clamp_fraction='clamp_fraction',
+      data_clamp_fraction='data_clamp_fraction',
       spread='sample_spread',
       knobs={'non_finite': ('ebm.optim.energy.lr', 'ebm.step_size', 'optim.grad_clip'),
              'energy': ('ebm.optim.energy.lr', 'ebm.energy_l2'),
@@ -204,6 +205,7 @@ class EBM(Method):
     }
     if self.clip is not None:
       metrics['clamp_fraction'] = clamp_fraction(x_neg, self.clip)
+      metrics['data_clamp_fraction'] = clamp_fraction(batch['x'], self.clip)
     return diff + self.hp.energy_l2 * jnp.mean(jnp.square(e)), (metrics, x_neg, rows)
 
   def update(self, state, batch, key):

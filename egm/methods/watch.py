@@ -26,6 +26,8 @@ class Watch:
     grad_norms: metrics that are gradient norms (of parameters or of chains).
     energy_gap: (data, sample) mean-energy metric names; their difference is the gap.
     clamp_fraction: metric of the fraction of chain coordinates at the clamp ('' if none).
+    data_clamp_fraction: metric of the data's own fraction of coordinates at the clamp's
+      bounds ('' if none): the clamp check counts only the excess over it.
     spread: metric of the spread of the generator's outputs over the data's ('' if none).
     learning_rates: dotted config keys of the learning rates a rollback lowers; () means
       the lr of every network of the method (`<method>.optim.<network>.lr`).
@@ -35,6 +37,7 @@ class Watch:
   grad_norms: tuple[str, ...] = ()
   energy_gap: tuple[str, str] | None = None
   clamp_fraction: str = ''
+  data_clamp_fraction: str = ''
   spread: str = ''
   learning_rates: tuple[str, ...] = ()
   knobs: dict = dataclasses.field(default_factory=dict)

@@ -102,12 +102,21 @@ def flat_energy(metrics, watch, limits):
 
 
 def stuck_at_clamp(metrics, watch, limits):
-  """More than guard.max_clamp_fraction of the chain coordinates at the clamp."""
+  """More than guard.max_clamp_fraction of the chain coordinates that the data leaves off
+  the clamp's bounds are at the clamp: (c − d)/(1 − d) > the limit, c the chains' fraction
+  at the bounds and d the data's own (`watch.data_clamp_fraction`; 0 where not watched), so
+  data with saturated backgrounds (digits at −1) do not count as stuck chains."""
   name = watch.clamp_fraction
-  if name and name in metrics and metrics[name] > limits.max_clamp_fraction:
+  if not (name and name in metrics):
+    return None
+  data = min(metrics.get(watch.data_clamp_fraction, 0.0), 1.0)
+  excess = (metrics[name] - data) / (1.0 - data) if data < 1.0 else 0.0
+  if excess > limits.max_clamp_fraction:
     return Finding('clamp', name, metrics[name],
-                   f'the chains are stuck at the clamp ({name} > guard.max_clamp_fraction = '
-                   f'{limits.max_clamp_fraction:g})')
+                   f'the chains are stuck at the clamp ({name} {metrics[name]:.3g} against '
+                   f"the data's {data:.3g}: {excess:.3g} of the coordinates the data leaves free "
+                   f'> guard.max_clamp_fraction = {limits.max_clamp_fraction:g})')
+  return None
 
 
 def sample_collapse(metrics, watch, limits, peak_spread):
