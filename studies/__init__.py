@@ -1,1 +1,2 @@
-"""Studies: scripts that train and evaluate several runs and tabulate them (the library does not import them)."""
+"""Studies: scripts that train and evaluate several runs and tabulate them (the library never
+imports them)."""

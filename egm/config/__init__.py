@@ -1,1 +1,1 @@
-"""Configuration: the defaults of every key, the checks of impossible values, the config argument."""
+"""Configuration: every key's default, the checks of impossible values, the config argument."""

@@ -66,7 +66,8 @@ def load_feature_net(workdir: str, image_shape) -> FeatureNet:
     run = workdir_lib.restore(config, workdir,
                               spec=experiment.read_data_spec(workdir) or DataSpec.of(image_shape))
   except EgmError as e:
-    raise EgmError(f'The classifier run {workdir} has no checkpoint that opens: {e} {_TRAIN_HINT}') from e
+    raise EgmError(f'The classifier run {workdir} has no checkpoint that opens: {e} '
+                   f'{_TRAIN_HINT}') from e
   method, state = run.method, run.state
   return FeatureNet(name=config.classifier.feature_name, workdir=workdir, step=run.step,
                     image_shape=tuple(image_shape),

@@ -19,8 +19,8 @@ base config is assembled from the registry) and `smoke(section)` shrinks it. It 
 section (`self.hp`), the shared `model` and `optim` sections, and a `DataSpec`; never the
 whole config. The optimiser settings of its networks live in its own section
 (`<method>.optim.<network>`, `optim.network_settings`) over the shared `optim` defaults, and
-`self.optimizer(name)` builds one. A method may declare training phases (`phases`); the trainer re-jits its
-update once per phase.
+`self.optimizer(name)` builds one. A method may declare training phases (`phases`); the
+trainer re-jits its update once per phase.
 """
 import abc
 import copy

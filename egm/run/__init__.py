@@ -1,1 +1,2 @@
-"""The run: the training loop, checkpoints, the divergence guard, phases, the experiment a config builds, metric writing, the device mesh and multi-process set-up."""
+"""The run: the training loop, checkpoints, the divergence guard, phases, the experiment a
+config builds, opening a workdir, metric writing, the device mesh, multi-process set-up."""
